@@ -1,0 +1,112 @@
+"""Missing labels: which examples of a task are labelled, and masked losses."""
+
+from keras import ops
+
+from keras_mtl import distribute
+
+
+def _shape_error(task, y_true, y_pred):
+    return ValueError(
+        f"Labels of task '{task.name}' have shape {tuple(y_true.shape)}, which "
+        f"cannot match its predictions of shape {tuple(y_pred.shape)}. "
+        "Expected the prediction's shape, the same without its last axis "
+        "(class ids, or a trailing 1 dropped), or with a last axis of 1 "
+        "(class ids)."
+    )
+
+
+def _dims_match(a, b):
+    return len(a) == len(b) and all(
+        x is None or y is None or x == y for x, y in zip(a, b)
+    )
+
+
+def label_layout(task, y_true, y_pred):
+    """Says how `y_true` lines up with `y_pred`, or raises a clear error.
+
+    Returns:
+        One of `"dense"` (same shape), `"expand"` (labels lack the trailing
+        axis of size 1), `"sparse"` (class ids without a class axis) or
+        `"sparse_keepdims"` (class ids with a trailing axis of 1).
+    """
+    true_dims = tuple(y_true.shape[1:])
+    pred_dims = tuple(y_pred.shape[1:])
+    if len(y_true.shape) == 0:
+        raise _shape_error(task, y_true, y_pred)
+    if _dims_match(true_dims, pred_dims):
+        if pred_dims and pred_dims[-1] != 1 and true_dims[-1] == 1:
+            return "sparse_keepdims"
+        return "dense"
+    if _dims_match(true_dims, pred_dims[:-1]):
+        return "expand" if pred_dims[-1] == 1 else "sparse"
+    if (
+        true_dims
+        and true_dims[-1] == 1
+        and _dims_match(true_dims[:-1], pred_dims[:-1])
+    ):
+        return "sparse_keepdims"
+    raise _shape_error(task, y_true, y_pred)
+
+
+def labelled_mask(task, y_true, layout):
+    """Returns a float mask of shape `y_pred.shape[:-1]`: 1 where labelled."""
+    present = ops.ones_like(y_true, dtype="bool")
+    if "float" in str(y_true.dtype):
+        present = ops.logical_not(ops.isnan(y_true))
+    if task.missing_label is not None:
+        missing = ops.cast(task.missing_label, y_true.dtype)
+        present = ops.logical_and(present, ops.not_equal(y_true, missing))
+    if layout == "dense":
+        present = ops.all(present, axis=-1)
+    elif layout == "sparse_keepdims":
+        present = present[..., 0]
+    return ops.cast(present, "float32")
+
+
+def prepare_labels(task, y_true, y_pred, sample_weight=None):
+    """Fills missing labels; returns `(y_true, mask, weight)`.
+
+    `y_true` keeps its dtype, with missing entries replaced by 0 so that no
+    NaN reaches a loss or metric; `mask` has the shape of the per-example
+    loss (`y_pred.shape[:-1]`), 1 where labelled; `weight` is `mask` times
+    `sample_weight`.
+    """
+    y_true = ops.convert_to_tensor(y_true)
+    layout = label_layout(task, y_true, y_pred)
+    if layout == "expand":
+        y_true = ops.expand_dims(y_true, -1)
+        layout = "dense"
+    mask = labelled_mask(task, y_true, layout)
+    fill = mask if layout == "sparse" else ops.expand_dims(mask, -1)
+    y_true = ops.where(ops.cast(fill, "bool"), y_true, ops.zeros_like(y_true))
+    weight = mask
+    if sample_weight is not None:
+        sample_weight = ops.cast(sample_weight, "float32")
+        while len(sample_weight.shape) > len(mask.shape):
+            if sample_weight.shape[-1] != 1:
+                raise ValueError(
+                    f"Sample weights of task '{task.name}' have shape "
+                    f"{tuple(sample_weight.shape)}; expected at most the "
+                    f"shape of its per-example loss {tuple(mask.shape)}."
+                )
+            sample_weight = ops.squeeze(sample_weight, -1)
+        while len(sample_weight.shape) < len(mask.shape):
+            sample_weight = ops.expand_dims(sample_weight, -1)
+        weight = mask * sample_weight
+    return y_true, mask, weight
+
+
+def masked_task_loss(loss_fn, y_true, y_pred, mask, weight):
+    """This replica's share of a task's mean loss over labelled examples.
+
+    `sum(weight * loss) / count`, where `count` is the number of labelled
+    loss elements in the *global* batch (summed over replicas), so that the
+    shares of all replicas add up to the exact global-batch loss. Zero when
+    nothing is labelled.
+    """
+    values = ops.cast(loss_fn.call(y_true, y_pred), "float32")
+    while len(values.shape) < len(weight.shape):
+        values = ops.expand_dims(values, -1)
+    total = ops.sum(values * weight)
+    count = distribute.all_reduce_sum(ops.sum(mask))
+    return ops.divide_no_nan(total, count)

@@ -1,0 +1,300 @@
+import keras
+from keras import ops
+from keras.src.models.functional import functional_from_config
+
+from keras_mtl import distribute
+from keras_mtl import masking
+from keras_mtl import weighting as weighting_module
+from keras_mtl.tasks import Task
+from keras_mtl.tasks import resolve_loss
+
+
+def check_tasks(tasks):
+    """Validates a task list; returns it as a list of `Task`s."""
+    if isinstance(tasks, Task):
+        tasks = [tasks]
+    if not isinstance(tasks, (list, tuple)) or not tasks:
+        raise ValueError(
+            "`tasks` must be a non-empty list of keras_mtl.Task. "
+            f"Received: tasks={tasks!r}"
+        )
+    tasks = [Task.from_config(t) if isinstance(t, dict) else t for t in tasks]
+    for task in tasks:
+        if not isinstance(task, Task):
+            raise TypeError(
+                "Every element of `tasks` must be a keras_mtl.Task. "
+                f"Received: {task!r}"
+            )
+    names = [t.name for t in tasks]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"Task names must be unique. Duplicated: {duplicates}")
+    return list(tasks)
+
+
+def _per_task(value, names, what):
+    """Spreads a compile argument over tasks: dict, list or one value."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise ValueError(
+                f"`{what}` names unknown tasks {unknown}. "
+                f"Expected keys among {names}."
+            )
+        return dict(value)
+    if isinstance(value, (list, tuple)) and what != "metrics":
+        if len(value) != len(names):
+            raise ValueError(
+                f"`{what}` as a list needs one entry per task {names}. "
+                f"Received {len(value)} entries."
+            )
+        return dict(zip(names, value))
+    return {name: value for name in names}
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class MTLModel(keras.Model):
+    """A functional multi-task model: named outputs, one per task.
+
+    Usually made by `keras_mtl.build_mtl_model`. Its outputs are a dict keyed
+    by task name. `compile()` takes each task's loss, metrics and loss
+    weight from its `Task` unless `loss=`, `loss_weights=` or `metrics=` say
+    otherwise (a dict by task name, or one value for every task). Training
+    minimises the total that the `weighting` method makes of the task
+    losses, plus the model's own losses (regularisers).
+
+    Logs hold `loss` (the total), `<task>_loss` (each task's unweighted
+    loss over its labelled examples), `<task>_<metric>`, and
+    `<task>_weight` for weighting methods that change the weights.
+
+    Labels are a dict `{task: y}` with every task. Missing labels (NaN, or
+    the task's `missing_label`) count for nothing in loss and metrics.
+    `sample_weight` may be one tensor for all tasks or a dict by task.
+
+    Args:
+        inputs: `keras.Input` or a dict/list of them.
+        outputs: dict `{task_name: tensor}`.
+        tasks: list of `keras_mtl.Task`, one per output.
+        weighting: str, dict or `keras_mtl.weighting.Weighting`. How task
+            losses are combined (see `keras_mtl.weighting.get`). Defaults to
+            `"equal"`.
+        **kwargs: `name` and other `keras.Model` arguments.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((8,))
+    features = keras.layers.Dense(16, activation="relu")(inputs)
+    outputs = {"a": keras.layers.Dense(1, name="a")(features),
+               "b": keras.layers.Dense(1, name="b")(features)}
+    model = keras_mtl.MTLModel(
+        inputs, outputs,
+        tasks=[keras_mtl.Task("a"), keras_mtl.Task("b")])
+    model.compile(optimizer="adam")
+    ```
+    """
+
+    def __init__(self, *args, tasks=None, weighting="equal", **kwargs):
+        super().__init__(*args, **kwargs)
+        tasks = check_tasks(tasks)
+        names = [t.name for t in tasks]
+        if not isinstance(self._outputs_struct, dict) or sorted(
+            self._outputs_struct
+        ) != sorted(names):
+            raise ValueError(
+                "MTLModel outputs must be a dict keyed by the task names "
+                f"{names}. Received outputs: {self._outputs_struct!r}"
+            )
+        self._tasks = tuple(tasks)
+        self.weighting = weighting_module.get(weighting)
+        self.weighting.set_tasks(names)
+        self._task_loss_fns = None
+        self._static_loss_weights = None
+        self._task_trackers = None
+
+    @property
+    def tasks(self):
+        return list(self._tasks)
+
+    @property
+    def task_names(self):
+        return [t.name for t in self._tasks]
+
+    def compile(
+        self,
+        optimizer="rmsprop",
+        loss=None,
+        loss_weights=None,
+        metrics=None,
+        weighted_metrics=None,
+        **kwargs,
+    ):
+        names = self.task_names
+        losses = _per_task(loss, names, "loss")
+        weights = _per_task(loss_weights, names, "loss_weights")
+        task_metrics = {t.name: list(t.metrics) for t in self._tasks}
+        for extra in (metrics, weighted_metrics):
+            if extra is None:
+                continue
+            if isinstance(extra, dict):
+                _per_task(extra, names, "metrics")
+                for name, value in extra.items():
+                    value = value if isinstance(value, list) else [value]
+                    task_metrics[name] = list(value)
+            else:
+                extra = extra if isinstance(extra, list) else [extra]
+                task_metrics = {name: list(extra) for name in names}
+        self._task_loss_fns = [
+            resolve_loss(losses.get(t.name, t.loss), t.name)
+            for t in self._tasks
+        ]
+        self._static_loss_weights = [
+            float(weights.get(t.name, t.loss_weight)) for t in self._tasks
+        ]
+        task_metrics = {k: v for k, v in task_metrics.items() if v}
+        # Every metric is weighted: that is how missing labels are masked.
+        super().compile(
+            optimizer=optimizer,
+            loss=None,
+            metrics=None,
+            weighted_metrics=task_metrics or None,
+            **kwargs,
+        )
+        self._compile_config = keras.src.saving.serialization_lib.SerializableDict(
+            optimizer=optimizer,
+            loss=loss,
+            loss_weights=loss_weights,
+            metrics=metrics,
+            weighted_metrics=weighted_metrics,
+            **kwargs,
+        )
+        if self._task_trackers is None:
+            trackers = [keras.metrics.Mean(name=f"{n}_loss") for n in names]
+            if self.weighting.log_weights:
+                trackers += [
+                    keras.metrics.Mean(name=f"{n}_weight") for n in names
+                ]
+            self._task_trackers = trackers
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built and self.optimizer is not None:
+            self.optimizer.build(self.trainable_variables)
+
+    def _check_labels(self, y):
+        names = self.task_names
+        if isinstance(y, (list, tuple)) and len(y) == len(names):
+            y = dict(zip(names, y))
+        if not isinstance(y, dict):
+            if len(names) == 1 and y is not None:
+                return {names[0]: y}
+            raise ValueError(
+                f"Labels must be a dict keyed by task name {names}. "
+                f"Received: {type(y).__name__}"
+            )
+        missing = [n for n in names if n not in y or y[n] is None]
+        unknown = sorted(k for k in y if k not in names)
+        if missing or unknown:
+            raise ValueError(
+                f"Labels must have one entry per task {names}. "
+                f"Missing: {missing}; unknown keys: {unknown}. Mark missing "
+                "labels with NaN or the task's `missing_label` instead."
+            )
+        return y
+
+    def _task_sample_weight(self, sample_weight, name):
+        if isinstance(sample_weight, dict):
+            unknown = sorted(k for k in sample_weight if k not in self.task_names)
+            if unknown:
+                raise ValueError(
+                    f"`sample_weight` names unknown tasks {unknown}. "
+                    f"Expected keys among {self.task_names}."
+                )
+            return sample_weight.get(name)
+        return sample_weight
+
+    def prepare_labels(self, y, y_pred, sample_weight=None):
+        """Masks missing labels: returns dicts `(y, mask, weight)` by task."""
+        y = self._check_labels(y)
+        prepared = {}
+        for task in self._tasks:
+            prepared[task.name] = masking.prepare_labels(
+                task,
+                y[task.name],
+                y_pred[task.name],
+                self._task_sample_weight(sample_weight, task.name),
+            )
+        return {k: {n: p[i] for n, p in prepared.items()} for i, k in
+                enumerate(("y", "mask", "weight"))}
+
+    def compute_task_losses(self, y, y_pred, sample_weight=None):
+        """Returns the `(T,)` unweighted task losses, this replica's share.
+
+        Each entry is the task's loss over its labelled examples, divided so
+        that the shares of all replicas add up to the global-batch loss.
+        """
+        if self._task_loss_fns is None:
+            raise RuntimeError("Call `compile()` before training the model.")
+        labels = self.prepare_labels(y, y_pred, sample_weight)
+        losses = [
+            masking.masked_task_loss(
+                loss_fn,
+                labels["y"][task.name],
+                y_pred[task.name],
+                labels["mask"][task.name],
+                labels["weight"][task.name],
+            )
+            for task, loss_fn in zip(self._tasks, self._task_loss_fns)
+        ]
+        return ops.stack(losses)
+
+    def combine_losses(self, task_losses, y_pred, training=True):
+        """Weights the task losses, adds regularisers and logs the terms."""
+        static = ops.convert_to_tensor(self._static_loss_weights, "float32")
+        total, weights = self.weighting(task_losses * static, training=training)
+        replicas = distribute.num_replicas()
+        if self.losses:
+            extra = ops.sum([ops.cast(v, "float32") for v in self.losses])
+            total = total + extra / replicas
+        batch_size = ops.shape(next(iter(y_pred.values())))[0]
+        values = [task_losses[i] * replicas for i in range(len(self._tasks))]
+        if self.weighting.log_weights:
+            values += [weights[i] for i in range(len(self._tasks))]
+        for tracker, value in zip(self._task_trackers, values):
+            tracker.update_state(value, sample_weight=batch_size)
+        return total
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        task_losses = self.compute_task_losses(y, y_pred, sample_weight)
+        return self.combine_losses(task_losses, y_pred, training=training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        labels = self.prepare_labels(y, y_pred, sample_weight)
+        return super().compute_metrics(
+            x, labels["y"], y_pred, sample_weight=labels["weight"]
+        )
+
+    def train_step(self, data):
+        if self.weighting.custom_train_step:
+            return self.weighting.train_step(self, data)
+        return super().train_step(data)
+
+    def get_config(self):
+        config = super().get_config()
+        config["tasks"] = [t.get_config() for t in self._tasks]
+        config["weighting"] = weighting_module.serialize(self.weighting)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["tasks"] = [Task.from_config(t) for t in config["tasks"]]
+        config["weighting"] = weighting_module.deserialize(
+            config["weighting"], custom_objects=custom_objects
+        )
+        return functional_from_config(cls, config, custom_objects)

@@ -1,0 +1,177 @@
+import re
+
+import keras
+from keras.src.losses.losses import LossFunctionWrapper
+
+_VALID_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
+
+
+def resolve_loss(loss, task_name):
+    """Returns `loss` as a `keras.losses.Loss` instance, or raises."""
+    if isinstance(loss, keras.losses.Loss):
+        return loss
+    try:
+        resolved = keras.losses.get(loss)
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            f"Task '{task_name}': unknown loss {loss!r}. Expected the name "
+            "of a Keras loss (e.g. 'mse', 'binary_crossentropy'), a "
+            f"`keras.losses.Loss` instance or a callable. ({e})"
+        ) from None
+    if resolved is None:
+        raise ValueError(f"Task '{task_name}': `loss` is required.")
+    if isinstance(resolved, keras.losses.Loss):
+        return resolved
+    if callable(resolved):
+        return LossFunctionWrapper(
+            resolved, name=getattr(resolved, "__name__", None)
+        )
+    raise TypeError(
+        f"Task '{task_name}': `loss` must be a string, a Loss or a callable. "
+        f"Received: loss={loss!r}"
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class Task:
+    """One task of a multi-task model: its head, loss and metrics.
+
+    A `Task` is pure configuration. `keras_mtl.build_mtl_model` turns each
+    task into an output head named after the task, and `MTLModel.compile`
+    takes each task's loss, metrics and loss weight from it.
+
+    Labels may be missing for some examples: a float label that is NaN, or
+    a label equal to `missing_label`, counts for nothing in that task's loss
+    and metrics. The task loss is the mean over the labelled examples
+    (`sum(sample_weight * loss) / number_of_labelled_examples`, the Keras
+    `"sum_over_batch_size"` convention restricted to labelled examples); a
+    batch without any label for the task contributes zero.
+
+    Args:
+        name: str. The task's name: the key of its labels and predictions, the
+            name of its output layer and the prefix of its logs. Starts with a
+            letter; letters, digits, `_`, `.` and `-` only.
+        loss: str, `keras.losses.Loss` or callable. The task's loss. Defaults
+            to `"mse"`.
+        metrics: list of metric names or `keras.metrics.Metric` instances.
+            Logged as `<name>_<metric>`. Defaults to `None` (none).
+        units: int. Output units of the head. Defaults to `1`.
+        activation: str or callable. Activation of the output layer. Defaults
+            to `None` (linear).
+        head: list of int, or a `keras.layers.Layer`. Task-specific layers
+            between the shared representation and the output layer: hidden
+            sizes of ReLU `Dense` layers, or a layer applied as is. Defaults to
+            `None` (the output layer sits directly on the shared features).
+        loss_weight: float. Static weight of this task's loss; a weighting
+            method's dynamic weight multiplies it. Defaults to `1.0`.
+        missing_label: float or int. Label value that marks a missing label,
+            e.g. `-1` for class ids. NaN always marks a missing float label.
+            Defaults to `None`.
+
+    Example:
+
+    ```python
+    tasks = [
+        keras_mtl.Task("price", loss="mse", metrics=["mae"]),
+        keras_mtl.Task("segment", loss="sparse_categorical_crossentropy",
+                       metrics=["accuracy"], units=5, activation="softmax",
+                       missing_label=-1),
+    ]
+    ```
+    """
+
+    def __init__(
+        self,
+        name,
+        loss="mse",
+        metrics=None,
+        units=1,
+        activation=None,
+        head=None,
+        loss_weight=1.0,
+        missing_label=None,
+    ):
+        if not isinstance(name, str) or not _VALID_NAME.match(name):
+            raise ValueError(
+                "Task `name` must be a string that starts with a letter and "
+                "holds only letters, digits, '_', '.' and '-' (it names a "
+                f"layer and its logs). Received: name={name!r}"
+            )
+        resolve_loss(loss, name)
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            metrics = [metrics]
+        if not isinstance(units, int) or isinstance(units, bool) or units < 1:
+            raise ValueError(
+                f"Task '{name}': `units` must be an int >= 1. "
+                f"Received: units={units!r}"
+            )
+        if head is not None and not isinstance(
+            head, (list, tuple, keras.layers.Layer)
+        ):
+            raise TypeError(
+                f"Task '{name}': `head` must be a list of hidden sizes or a "
+                f"keras Layer. Received: head={head!r}"
+            )
+        if isinstance(head, (list, tuple)) and not all(
+            isinstance(u, int) and u >= 1 for u in head
+        ):
+            raise ValueError(
+                f"Task '{name}': `head` sizes must be ints >= 1. "
+                f"Received: head={head!r}"
+            )
+        try:
+            loss_weight = float(loss_weight)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"Task '{name}': `loss_weight` must be a number. "
+                f"Received: loss_weight={loss_weight!r}"
+            ) from None
+        if loss_weight < 0:
+            raise ValueError(
+                f"Task '{name}': `loss_weight` must be >= 0. "
+                f"Received: loss_weight={loss_weight}"
+            )
+        self.name = name
+        self.loss = loss
+        self.metrics = list(metrics) if metrics else []
+        self.units = units
+        self.activation = activation
+        self.head = list(head) if isinstance(head, tuple) else head
+        self.loss_weight = loss_weight
+        self.missing_label = missing_label
+
+    def get_config(self):
+        ser = keras.saving.serialize_keras_object
+        return {
+            "name": self.name,
+            "loss": ser(self.loss),
+            "metrics": [ser(m) for m in self.metrics],
+            "units": self.units,
+            "activation": ser(self.activation),
+            "head": ser(self.head)
+            if isinstance(self.head, keras.layers.Layer)
+            else self.head,
+            "loss_weight": self.loss_weight,
+            "missing_label": self.missing_label,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        des = keras.saving.deserialize_keras_object
+        for key in ("loss", "activation"):
+            if isinstance(config.get(key), dict):
+                config[key] = des(config[key])
+        config["metrics"] = [
+            des(m) if isinstance(m, dict) else m
+            for m in config.get("metrics") or []
+        ]
+        if isinstance(config.get("head"), dict):
+            config["head"] = des(config["head"])
+        return cls(**config)
+
+    def __repr__(self):
+        return (
+            f"Task(name={self.name!r}, loss={self.loss!r}, "
+            f"units={self.units}, loss_weight={self.loss_weight})"
+        )

@@ -1,0 +1,73 @@
+"""Weighting methods: how T task losses become one training objective."""
+
+import keras
+
+from keras_mtl.weighting.base import Weighting
+from keras_mtl.weighting.equal import EqualWeighting
+from keras_mtl.weighting.fixed import FixedWeighting
+
+ALL_OBJECTS = {
+    EqualWeighting,
+    FixedWeighting,
+}
+ALL_OBJECTS_DICT = {cls.__name__: cls for cls in ALL_OBJECTS}
+ALL_OBJECTS_DICT.update(
+    {
+        "equal": EqualWeighting,
+        "fixed": FixedWeighting,
+    }
+)
+
+
+def serialize(weighting):
+    """Returns the config dict of a weighting method."""
+    return keras.saving.serialize_keras_object(weighting)
+
+
+def deserialize(config, custom_objects=None):
+    """Returns a weighting method from its config dict."""
+    return keras.saving.deserialize_keras_object(
+        config,
+        module_objects=ALL_OBJECTS_DICT,
+        custom_objects=custom_objects,
+    )
+
+
+def get(identifier):
+    """Returns a weighting method from a name, a config or an instance.
+
+    Args:
+        identifier: a name such as `"equal"`, a `{task: weight}` dict (fixed
+            weights), a config dict from `serialize`, or a `Weighting`.
+
+    Returns:
+        A new `Weighting` instance (or `identifier` itself if it is one).
+
+    Example:
+
+    ```python
+    keras_mtl.weighting.get("equal")
+    keras_mtl.weighting.get({"price": 1.0, "churn": 0.5})
+    ```
+    """
+    if identifier is None:
+        return EqualWeighting()
+    if isinstance(identifier, Weighting):
+        return identifier
+    if isinstance(identifier, dict):
+        if "class_name" in identifier:
+            return deserialize(identifier)
+        return FixedWeighting(identifier)
+    if isinstance(identifier, str):
+        cls = ALL_OBJECTS_DICT.get(identifier)
+        if cls is None:
+            names = sorted(k for k in ALL_OBJECTS_DICT if k.islower())
+            raise ValueError(
+                f"Unknown weighting method {identifier!r}. Expected one of "
+                f"{names}, a {{task: weight}} dict or a Weighting instance."
+            )
+        return cls()
+    raise TypeError(
+        "`weighting` must be a name, a {task: weight} dict, a config dict or "
+        f"a keras_mtl.weighting.Weighting. Received: {identifier!r}"
+    )
