@@ -26,9 +26,11 @@ def _head(task, features):
                 units, activation="relu", name=f"{task.name}_hidden_{i}"
             )(x)
     # Under mixed precision the outputs, and so the losses, stay float32.
-    dtype = "float32" if keras.config.dtype_policy().name.startswith(
-        "mixed"
-    ) else None
+    dtype = (
+        "float32"
+        if keras.config.dtype_policy().name.startswith("mixed")
+        else None
+    )
     return keras.layers.Dense(
         task.units, activation=task.activation, name=task.name, dtype=dtype
     )(x)
@@ -90,6 +92,9 @@ def build_mtl_model(
     features = scheme.build(inputs, trunk, [t.name for t in tasks])
     outputs = {t.name: _head(t, features[t.name]) for t in tasks}
     return MTLModel(
-        inputs=inputs, outputs=outputs, tasks=tasks, weighting=weighting,
+        inputs=inputs,
+        outputs=outputs,
+        tasks=tasks,
+        weighting=weighting,
         name=name,
     )

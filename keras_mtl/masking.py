@@ -1,5 +1,6 @@
 """Missing labels: which examples of a task are labelled, and masked losses."""
 
+import tensorflow as tf
 from keras import ops
 
 from keras_mtl import distribute
@@ -63,7 +64,7 @@ def labelled_mask(task, y_true, layout):
     return ops.cast(present, "float32")
 
 
-def prepare_labels(task, y_true, y_pred, sample_weight=None):
+def prepare_labels(task, y_true, y_pred, sample_weight=None, loss_fn=None):
     """Fills missing labels; returns `(y_true, mask, weight)`.
 
     `y_true` keeps its dtype, with missing entries replaced by 0 so that no
@@ -72,6 +73,13 @@ def prepare_labels(task, y_true, y_pred, sample_weight=None):
     `sample_weight`.
     """
     y_true = ops.convert_to_tensor(y_true)
+    if y_true.shape.rank is None:
+        # tf.function can relax shapes to unknown rank after retracing: then
+        # the labels take the prediction's layout (class ids for sparse
+        # losses), checked at run time by the reshape.
+        sparse = "sparse" in str(getattr(loss_fn, "name", "")).lower()
+        target = ops.shape(y_pred)[:-1] if sparse else ops.shape(y_pred)
+        y_true = tf.reshape(y_true, target)
     layout = label_layout(task, y_true, y_pred)
     if layout == "expand":
         y_true = ops.expand_dims(y_true, -1)

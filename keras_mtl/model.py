@@ -114,6 +114,51 @@ class MTLModel(keras.Model):
         self._static_loss_weights = None
         self._task_trackers = None
 
+    def _task_operations(self):
+        """Maps each task to the operations its output depends on."""
+        found = {}
+        for name in self.task_names:
+            seen, stack = set(), [self._outputs_struct[name]]
+            while stack:
+                operation, node_index, _ = stack.pop()._keras_history
+                if id(operation) in seen:
+                    continue
+                seen.add(id(operation))
+                found.setdefault(name, []).append(operation)
+                node = operation._inbound_nodes[node_index]
+                stack.extend(node.input_tensors)
+        return found
+
+    @property
+    def shared_variables(self):
+        """Trainable variables that more than one task's output depends on.
+
+        These are the parameters whose per-task gradients can conflict: the
+        trunk, and with soft sharing every tower and mixing unit.
+        """
+        return self._split_variables()[0]
+
+    @property
+    def task_variables(self):
+        """`{task: [variables]}`: trainable variables of one task alone."""
+        return self._split_variables()[1]
+
+    def _split_variables(self):
+        operations = self._task_operations()
+        owners = {}
+        for name, ops_of_task in operations.items():
+            for operation in ops_of_task:
+                for v in operation.trainable_variables:
+                    owners.setdefault(id(v), set()).add(name)
+        shared, own = [], {name: [] for name in self.task_names}
+        for v in self.trainable_variables:
+            tasks_of_v = owners.get(id(v), set())
+            if len(tasks_of_v) == 1:
+                own[next(iter(tasks_of_v))].append(v)
+            elif len(tasks_of_v) > 1:
+                shared.append(v)
+        return shared, own
+
     @property
     def tasks(self):
         return list(self._tasks)
@@ -162,13 +207,15 @@ class MTLModel(keras.Model):
             weighted_metrics=task_metrics or None,
             **kwargs,
         )
-        self._compile_config = keras.src.saving.serialization_lib.SerializableDict(
-            optimizer=optimizer,
-            loss=loss,
-            loss_weights=loss_weights,
-            metrics=metrics,
-            weighted_metrics=weighted_metrics,
-            **kwargs,
+        self._compile_config = (
+            keras.src.saving.serialization_lib.SerializableDict(
+                optimizer=optimizer,
+                loss=loss,
+                loss_weights=loss_weights,
+                metrics=metrics,
+                weighted_metrics=weighted_metrics,
+                **kwargs,
+            )
         )
         if self._task_trackers is None:
             trackers = [keras.metrics.Mean(name=f"{n}_loss") for n in names]
@@ -207,7 +254,9 @@ class MTLModel(keras.Model):
 
     def _task_sample_weight(self, sample_weight, name):
         if isinstance(sample_weight, dict):
-            unknown = sorted(k for k in sample_weight if k not in self.task_names)
+            unknown = sorted(
+                k for k in sample_weight if k not in self.task_names
+            )
             if unknown:
                 raise ValueError(
                     f"`sample_weight` names unknown tasks {unknown}. "
@@ -218,17 +267,22 @@ class MTLModel(keras.Model):
 
     def prepare_labels(self, y, y_pred, sample_weight=None):
         """Masks missing labels: returns dicts `(y, mask, weight)` by task."""
+        if self._task_loss_fns is None:
+            raise RuntimeError("Call `compile()` before training the model.")
         y = self._check_labels(y)
         prepared = {}
-        for task in self._tasks:
+        for task, loss_fn in zip(self._tasks, self._task_loss_fns):
             prepared[task.name] = masking.prepare_labels(
                 task,
                 y[task.name],
                 y_pred[task.name],
                 self._task_sample_weight(sample_weight, task.name),
+                loss_fn=loss_fn,
             )
-        return {k: {n: p[i] for n, p in prepared.items()} for i, k in
-                enumerate(("y", "mask", "weight"))}
+        return {
+            k: {n: p[i] for n, p in prepared.items()}
+            for i, k in enumerate(("y", "mask", "weight"))
+        }
 
     def compute_task_losses(self, y, y_pred, sample_weight=None):
         """Returns the `(T,)` unweighted task losses, this replica's share.
@@ -236,8 +290,6 @@ class MTLModel(keras.Model):
         Each entry is the task's loss over its labelled examples, divided so
         that the shares of all replicas add up to the global-batch loss.
         """
-        if self._task_loss_fns is None:
-            raise RuntimeError("Call `compile()` before training the model.")
         labels = self.prepare_labels(y, y_pred, sample_weight)
         losses = [
             masking.masked_task_loss(

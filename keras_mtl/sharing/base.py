@@ -12,11 +12,12 @@ def trunk_layers(trunk, prefix):
     if isinstance(trunk, keras.layers.Layer):
         return [trunk]
     if isinstance(trunk, (list, tuple)) and all(
-        isinstance(u, int) and not isinstance(u, bool) and u >= 1
-        for u in trunk
+        isinstance(u, int) and not isinstance(u, bool) and u >= 1 for u in trunk
     ):
         return [
-            keras.layers.Dense(units, activation="relu", name=f"{prefix}_dense_{i}")
+            keras.layers.Dense(
+                units, activation="relu", name=f"{prefix}_dense_{i}"
+            )
             for i, units in enumerate(trunk)
         ]
     raise TypeError(

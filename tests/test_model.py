@@ -1,0 +1,259 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_mtl
+from keras_mtl import testing
+
+
+def _manual_losses(model, x, y):
+    """Each task's Keras loss on the labelled examples, computed by hand."""
+    pred = model.predict(x, verbose=0)
+    losses = {}
+    for task in model.tasks:
+        labels = np.asarray(y[task.name])
+        keep = np.ones(len(labels), bool)
+        if labels.dtype.kind == "f":
+            keep &= ~np.isnan(labels.reshape(len(labels), -1)).any(axis=1)
+        if task.missing_label is not None:
+            keep &= labels.reshape(len(labels), -1)[:, 0] != task.missing_label
+        loss_fn = keras.losses.get(task.loss)
+        losses[task.name] = float(
+            keras.ops.mean(loss_fn(labels[keep], pred[task.name][keep]))
+        )
+    return losses
+
+
+def test_outputs_are_named_by_task():
+    model = testing.tiny_model()
+    x, _ = testing.tiny_data(n=4)
+    pred = model.predict(x, verbose=0)
+    assert sorted(pred) == ["binary", "multi", "reg"]
+    assert pred["multi"].shape == (4, 4)
+    assert sorted(model.output_names) == ["binary", "multi", "reg"]
+    assert model.get_layer("binary_hidden_0").units == 4
+
+
+def test_loss_is_weighted_sum_of_task_losses():
+    inputs = keras.Input((8,))
+    tasks = testing.tiny_tasks()
+    tasks[1].loss_weight = 0.25
+    model = keras_mtl.build_mtl_model(inputs, tasks, trunk=[8])
+    model.compile(optimizer="sgd")
+    x, y = testing.tiny_data(n=32)
+    logs = model.evaluate(x, y, batch_size=32, return_dict=True, verbose=0)
+    manual = _manual_losses(model, x, y)
+    for name, value in manual.items():
+        assert logs[f"{name}_loss"] == pytest.approx(value, rel=1e-5)
+    expected = manual["reg"] + 0.25 * manual["binary"] + manual["multi"]
+    assert logs["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_history_has_task_losses_and_metrics():
+    model = testing.tiny_model()
+    x, y = testing.tiny_data()
+    history = model.fit(
+        x, y, validation_data=(x, y), epochs=2, batch_size=16, verbose=0
+    )
+    expected = {
+        "loss",
+        "reg_loss",
+        "binary_loss",
+        "multi_loss",
+        "reg_mae",
+        "binary_accuracy",
+        "multi_accuracy",
+    }
+    expected |= {f"val_{k}" for k in expected}
+    assert set(history.history) == expected
+    assert history.history["loss"][1] < history.history["loss"][0]
+
+
+def test_compile_arguments_override_tasks():
+    model = testing.tiny_model()
+    model.compile(
+        optimizer="sgd",
+        loss={"reg": "mae"},
+        loss_weights={"multi": 0.0},
+        metrics={"reg": ["mse"]},
+    )
+    x, y = testing.tiny_data(n=32)
+    logs = model.evaluate(x, y, batch_size=32, return_dict=True, verbose=0)
+    pred = model.predict(x, verbose=0)
+    mae = np.mean(np.abs(pred["reg"] - y["reg"]))
+    assert logs["reg_loss"] == pytest.approx(mae, rel=1e-5)
+    assert "reg_mse" in logs and "reg_mae" not in logs
+    assert logs["loss"] == pytest.approx(
+        logs["reg_loss"] + logs["binary_loss"], rel=1e-5
+    )
+    with pytest.raises(ValueError, match="unknown tasks \\['nope'\\]"):
+        model.compile(optimizer="sgd", loss={"nope": "mse"})
+
+
+def test_dict_inputs_and_layer_trunk():
+    inputs = {
+        "a": keras.Input((3,), name="a"),
+        "b": keras.Input((2, 2), name="b"),
+    }
+    trunk = keras.Sequential([keras.layers.Dense(5, activation="relu")])
+    model = keras_mtl.build_mtl_model(
+        inputs, [keras_mtl.Task("t1"), keras_mtl.Task("t2")], trunk=[6]
+    )
+    data = {"a": np.ones((4, 3), "float32"), "b": np.ones((4, 2, 2), "float32")}
+    assert model.predict(data, verbose=0)["t1"].shape == (4, 1)
+    flat = keras.Input((4,), name="flat")
+    model = keras_mtl.build_mtl_model(flat, [keras_mtl.Task("t1")], trunk=trunk)
+    assert trunk in model.layers
+
+
+def test_missing_labels_count_for_nothing():
+    model = testing.tiny_model()
+    x, y = testing.tiny_data(n=32)
+    y["reg"][::3] = np.nan
+    y["multi"][1::4] = -1
+    logs = model.evaluate(x, y, batch_size=32, return_dict=True, verbose=0)
+    manual = _manual_losses(model, x, y)
+    for name, value in manual.items():
+        assert logs[f"{name}_loss"] == pytest.approx(value, rel=1e-5)
+    pred = model.predict(x, verbose=0)
+    keep = y["multi"] != -1
+    accuracy = np.mean(np.argmax(pred["multi"][keep], -1) == y["multi"][keep])
+    assert logs["multi_accuracy"] == pytest.approx(accuracy, rel=1e-5)
+    keep = ~np.isnan(y["reg"][:, 0])
+    mae = np.mean(np.abs(pred["reg"][keep] - y["reg"][keep]))
+    assert logs["reg_mae"] == pytest.approx(mae, rel=1e-5)
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+
+
+def test_task_without_any_label_contributes_zero():
+    model = testing.tiny_model()
+    x, y = testing.tiny_data(n=16)
+    y["reg"][:] = np.nan
+    before = [v.numpy() for v in model.trainable_variables]
+    logs = model.evaluate(x, y, batch_size=16, return_dict=True, verbose=0)
+    assert logs["reg_loss"] == 0.0
+    assert logs["loss"] == pytest.approx(
+        logs["binary_loss"] + logs["multi_loss"], rel=1e-5
+    )
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    after = model.trainable_variables
+    reg_kernel = [i for i, v in enumerate(after) if v.path == "reg/kernel"][0]
+    testing.assert_allclose(before[reg_kernel], after[reg_kernel])
+    assert all(np.all(np.isfinite(v.numpy())) for v in after)
+
+
+def test_sample_weights_shared_and_per_task():
+    model = testing.tiny_model()
+    x, y = testing.tiny_data(n=32)
+    pred = model.predict(x, verbose=0)
+    weights = np.linspace(0.0, 2.0, 32).astype("float32")
+    sq = (pred["reg"][:, 0] - y["reg"][:, 0]) ** 2
+    expected = np.sum(weights * sq) / 32
+    logs = model.evaluate(
+        x, y, sample_weight=weights, batch_size=32, return_dict=True, verbose=0
+    )
+    assert logs["reg_loss"] == pytest.approx(expected, rel=1e-5)
+    ds = tf.data.Dataset.from_tensor_slices((x, y, {"reg": weights})).batch(32)
+    per_task = model.evaluate(ds, return_dict=True, verbose=0)
+    assert per_task["reg_loss"] == pytest.approx(expected, rel=1e-5)
+    assert per_task["multi_loss"] == pytest.approx(
+        _manual_losses(model, x, y)["multi"], rel=1e-5
+    )
+
+
+def test_one_hot_and_column_labels():
+    inputs = keras.Input((8,))
+    tasks = [
+        keras_mtl.Task(
+            "c", loss="categorical_crossentropy", units=3, activation="softmax"
+        ),
+        keras_mtl.Task("r", loss="mse"),
+    ]
+    model = keras_mtl.build_mtl_model(inputs, tasks, trunk=[4])
+    model.compile(optimizer="sgd")
+    x = np.random.normal(size=(8, 8)).astype("float32")
+    y = {
+        "c": np.eye(3, dtype="float32")[np.arange(8) % 3],
+        "r": np.ones((8, 1), "float32"),
+    }
+    logs = model.evaluate(x, y, return_dict=True, verbose=0)
+    assert np.isfinite(logs["loss"])
+    y["r"] = np.ones((8,), "float32")
+    assert model.evaluate(x, y, return_dict=True, verbose=0)["r_loss"] == (
+        pytest.approx(logs["r_loss"], rel=1e-6)
+    )
+
+
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        ({"reg": 0, "binary": 0}, "Missing: \\['multi'\\]"),
+        ({"reg": 0, "binary": 0, "multi": 0, "extra": 0}, "unknown keys"),
+        ({"reg": "multi_shape", "binary": 0, "multi": 0}, "task 'reg'"),
+    ],
+)
+def test_bad_labels_raise_clear_errors(labels, match):
+    model = testing.tiny_model()
+    x, y = testing.tiny_data(n=8)
+    bad = {}
+    for key in labels:
+        bad[key] = y.get(key, y["reg"])
+    if labels.get("reg") == "multi_shape":
+        bad["reg"] = np.ones((8, 3), "float32")
+    with pytest.raises(ValueError, match=match):
+        model.fit(x, bad, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"tasks": []}, ValueError, "non-empty"),
+        (
+            {"tasks": [keras_mtl.Task("a"), keras_mtl.Task("a")]},
+            ValueError,
+            "unique.*'a'",
+        ),
+        ({"tasks": ["a"]}, TypeError, "keras_mtl.Task"),
+        ({"weighting": "nope"}, ValueError, "Unknown weighting"),
+        ({"weighting": {"zzz": 1.0}}, ValueError, "zzz"),
+        ({"sharing": "nope"}, ValueError, "Unknown sharing"),
+        ({"trunk": "big"}, TypeError, "trunk"),
+        ({"tasks": [keras_mtl.Task("x")]}, ValueError, "input names"),
+        ({"inputs": np.ones((2, 8))}, TypeError, "keras.Input"),
+    ],
+)
+def test_bad_build_arguments_raise_clear_errors(kwargs, error, match):
+    args = {
+        "inputs": keras.Input((8,), name="x"),
+        "tasks": [keras_mtl.Task("a")],
+        "trunk": [4],
+    }
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        keras_mtl.build_mtl_model(**args)
+
+
+def test_model_outputs_must_match_tasks():
+    inputs = keras.Input((4,))
+    outputs = {"a": keras.layers.Dense(1, name="a")(inputs)}
+    with pytest.raises(ValueError, match="task names"):
+        keras_mtl.MTLModel(inputs, outputs, tasks=[keras_mtl.Task("b")])
+
+
+def test_shared_and_task_variables():
+    model = testing.tiny_model()
+    shared = [v.path for v in model.shared_variables]
+    assert shared == ["trunk_dense_0/kernel", "trunk_dense_0/bias"]
+    own = {k: [v.path for v in vs] for k, vs in model.task_variables.items()}
+    assert own["reg"] == ["reg/kernel", "reg/bias"]
+    assert own["binary"] == [
+        "binary_hidden_0/kernel",
+        "binary_hidden_0/bias",
+        "binary/kernel",
+        "binary/bias",
+    ]
+    assert not any(
+        v in model.shared_variables for v in model.weighting.variables
+    )
