@@ -1,3 +1,5 @@
+import inspect
+
 import keras
 from keras import ops
 from keras.src.models.functional import functional_from_config
@@ -52,6 +54,17 @@ def _per_task(value, names, what):
             )
         return dict(zip(names, value))
     return {name: value for name in names}
+
+
+class _WeightingEpochEnd(keras.callbacks.Callback):
+    """Tells the model's weighting method that a training epoch ended."""
+
+    def __init__(self, weighting):
+        super().__init__()
+        self.weighting = weighting
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weighting.on_epoch_end()
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
@@ -158,6 +171,13 @@ class MTLModel(keras.Model):
             elif len(tasks_of_v) > 1:
                 shared.append(v)
         return shared, own
+
+    @property
+    def static_loss_weights(self):
+        """`(T,)` float32 tensor of the compiled static task loss weights."""
+        if self._static_loss_weights is None:
+            raise RuntimeError("Call `compile()` before training the model.")
+        return ops.convert_to_tensor(self._static_loss_weights, "float32")
 
     @property
     def tasks(self):
@@ -305,8 +325,9 @@ class MTLModel(keras.Model):
 
     def combine_losses(self, task_losses, y_pred, training=True):
         """Weights the task losses, adds regularisers and logs the terms."""
-        static = ops.convert_to_tensor(self._static_loss_weights, "float32")
-        total, weights = self.weighting(task_losses * static, training=training)
+        total, weights = self.weighting(
+            task_losses * self.static_loss_weights, training=training
+        )
         replicas = distribute.num_replicas()
         if self.losses:
             extra = ops.sum([ops.cast(v, "float32") for v in self.losses])
@@ -330,6 +351,25 @@ class MTLModel(keras.Model):
         return super().compute_metrics(
             x, labels["y"], y_pred, sample_weight=labels["weight"]
         )
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, which also tells the weighting about epochs.
+
+        A callback that calls `self.weighting.on_epoch_end()` runs first
+        among the callbacks at each epoch end, so that checkpoints such as
+        `BackupAndRestore` see the weighting state of the next epoch.
+        """
+        bound = inspect.signature(super().fit).bind(*args, **kwargs)
+        arguments = bound.arguments
+        hook = _WeightingEpochEnd(self.weighting)
+        callbacks = arguments.get("callbacks")
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            hook.set_model(self)
+            callbacks.callbacks.insert(0, hook)
+        else:
+            callbacks = keras.tree.flatten(callbacks) if callbacks else []
+            arguments["callbacks"] = [hook] + callbacks
+        return super().fit(**arguments)
 
     def train_step(self, data):
         if self.weighting.custom_train_step:

@@ -3,18 +3,36 @@
 import keras
 
 from keras_mtl.weighting.base import Weighting
+from keras_mtl.weighting.dynamic_weight_average import DynamicWeightAverage
 from keras_mtl.weighting.equal import EqualWeighting
+from keras_mtl.weighting.famo import FAMO
 from keras_mtl.weighting.fixed import FixedWeighting
+from keras_mtl.weighting.grad_norm import GradNorm
+from keras_mtl.weighting.random_loss import RandomLossWeighting
+from keras_mtl.weighting.uncertainty import UncertaintyWeighting
 
 ALL_OBJECTS = {
     EqualWeighting,
     FixedWeighting,
+    UncertaintyWeighting,
+    DynamicWeightAverage,
+    RandomLossWeighting,
+    GradNorm,
+    FAMO,
 }
 ALL_OBJECTS_DICT = {cls.__name__: cls for cls in ALL_OBJECTS}
 ALL_OBJECTS_DICT.update(
     {
         "equal": EqualWeighting,
         "fixed": FixedWeighting,
+        "uncertainty": UncertaintyWeighting,
+        "dwa": DynamicWeightAverage,
+        "dynamic_weight_average": DynamicWeightAverage,
+        "rlw": RandomLossWeighting,
+        "random_loss_weighting": RandomLossWeighting,
+        "gradnorm": GradNorm,
+        "grad_norm": GradNorm,
+        "famo": FAMO,
     }
 )
 
@@ -47,6 +65,7 @@ def get(identifier):
 
     ```python
     keras_mtl.weighting.get("equal")
+    keras_mtl.weighting.get("uncertainty")
     keras_mtl.weighting.get({"price": 1.0, "churn": 0.5})
     ```
     """

@@ -1,0 +1,76 @@
+import random
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_mtl.weighting.base import Weighting
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class RandomLossWeighting(Weighting):
+    """Draws new random task weights at every training step.
+
+    Each training step draws `z ~ N(0, I_T)` and weights the task losses by
+    `softmax(z)`. The weights sum to 1 (the paper's convention), so the total
+    is on the scale of a mean of the task losses, where `"equal"` sums them.
+    Evaluation uses their expectation, `1 / T` each.
+
+    The draws are stateless: draw `n` uses the seed `(seed, n)`, with the
+    step counter `n` kept in a variable. So every replica under
+    `tf.distribute` draws the same weights, and a model saved or restored by
+    `keras.callbacks.BackupAndRestore` goes on with the same sequence.
+
+    Args:
+        seed: int or `None`. Seed of the draws. Defaults to `None`: a random
+            seed, fixed at construction and kept in the config.
+        log_weights: bool. Whether to log `<task>_weight`. Defaults to
+            `True`.
+        **kwargs: Base layer keyword arguments.
+
+    Example:
+
+    ```python
+    model = keras_mtl.build_mtl_model(
+        inputs, tasks, trunk=[64],
+        weighting=keras_mtl.weighting.RandomLossWeighting(seed=42))
+    ```
+
+    References:
+        - [Lin et al., 2022](https://arxiv.org/abs/2111.10603)
+    """
+
+    def __init__(self, seed=None, log_weights=True, **kwargs):
+        super().__init__(log_weights=log_weights, **kwargs)
+        if seed is None:
+            seed = random.randint(0, 2**31 - 1)
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(
+                f"`seed` must be an int >= 0 or None. Received: seed={seed!r}"
+            )
+        self.seed = seed
+
+    def build(self, input_shape):
+        self.draws = self.add_weight(
+            shape=(),
+            initializer="zeros",
+            dtype="int64",
+            trainable=False,
+            aggregation="only_first_replica",
+            name="draws",
+        )
+        self.built = True
+
+    def compute_weights(self, task_losses, training=False):
+        if not training:
+            return ops.full((self.num_tasks,), 1.0 / self.num_tasks)
+        draws = ops.cast(self.draws, "int64")
+        seed = ops.stack([ops.convert_to_tensor(self.seed, "int64"), draws])
+        z = tf.random.stateless_normal((self.num_tasks,), seed=seed)
+        self.draws.assign_add(1)
+        return ops.softmax(z)
+
+    def get_config(self):
+        config = super().get_config()
+        config["seed"] = self.seed
+        return config
