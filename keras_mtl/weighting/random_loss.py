@@ -17,13 +17,13 @@ class RandomLossWeighting(Weighting):
     Evaluation uses their expectation, `1 / T` each.
 
     The draws are stateless: draw `n` uses the seed `(seed, n)`, with the
-    step counter `n` kept in a variable. So every replica under
+    seed and the step counter `n` kept in variables. So every replica under
     `tf.distribute` draws the same weights, and a model saved or restored by
     `keras.callbacks.BackupAndRestore` goes on with the same sequence.
 
     Args:
         seed: int or `None`. Seed of the draws. Defaults to `None`: a random
-            seed, fixed at construction and kept in the config.
+            seed, drawn when the method is built and saved with the model.
         log_weights: bool. Whether to log `<task>_weight`. Defaults to
             `True`.
         **kwargs: Base layer keyword arguments.
@@ -42,30 +42,40 @@ class RandomLossWeighting(Weighting):
 
     def __init__(self, seed=None, log_weights=True, **kwargs):
         super().__init__(log_weights=log_weights, **kwargs)
-        if seed is None:
-            seed = random.randint(0, 2**31 - 1)
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        if seed is not None and (
+            not isinstance(seed, int) or isinstance(seed, bool) or seed < 0
+        ):
             raise ValueError(
                 f"`seed` must be an int >= 0 or None. Received: seed={seed!r}"
             )
         self.seed = seed
 
     def build(self, input_shape):
-        self.draws = self.add_weight(
+        seed = self.seed
+        if seed is None:
+            seed = random.randint(0, 2**31 - 1)
+        options = dict(
             shape=(),
-            initializer="zeros",
             dtype="int64",
             trainable=False,
             aggregation="only_first_replica",
-            name="draws",
+        )
+        self.seed_value = self.add_weight(
+            initializer=keras.initializers.Constant(seed),
+            name="seed",
+            **options,
+        )
+        self.draws = self.add_weight(
+            initializer="zeros", name="draws", **options
         )
         self.built = True
 
     def compute_weights(self, task_losses, training=False):
         if not training:
             return ops.full((self.num_tasks,), 1.0 / self.num_tasks)
-        draws = ops.cast(self.draws, "int64")
-        seed = ops.stack([ops.convert_to_tensor(self.seed, "int64"), draws])
+        seed = ops.stack(
+            [ops.cast(self.seed_value, "int64"), ops.cast(self.draws, "int64")]
+        )
         z = tf.random.stateless_normal((self.num_tasks,), seed=seed)
         self.draws.assign_add(1)
         return ops.softmax(z)
