@@ -83,3 +83,47 @@ def test_train_step_uses_gradients_at_the_last_shared_kernel():
             testing.assert_allclose(v, e, atol=1e-5, msg=v.path)
         testing.assert_allclose(gradnorm.task_weights, weights, atol=1e-5)
     assert abs(weights[0] - weights[1]) > 0.02, weights
+
+
+def _toy_data(n, rng, shared, own, sigmas):
+    x = rng.normal(size=(n, 250)).astype("float32")
+    y = {
+        f"t{i}": (sigma * np.tanh(x @ (shared + own[i]).T)).astype("float32")
+        for i, sigma in enumerate(sigmas)
+    }
+    return x, y
+
+
+@pytest.mark.slow
+def test_toy_weights_fall_as_scale_rises_and_beat_equal_weighting():
+    """The paper's toy: f_i(x) = sigma_i tanh((B + e_i) x) (REFERENCES.md)."""
+    sigmas = [1.0, 4.0, 16.0, 64.0]
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, np.sqrt(10.0), size=(100, 250))
+    own = [rng.normal(0, np.sqrt(3.5), size=(100, 250)) for _ in sigmas]
+    x, y = _toy_data(4000, rng, shared, own, sigmas)
+    x_test, y_test = _toy_data(1000, rng, shared, own, sigmas)
+    tasks = [keras_mtl.Task(f"t{i}", units=100) for i in range(len(sigmas))]
+    results = {}
+    for name, weighting in [
+        ("equal", "equal"),
+        ("gradnorm", GradNorm(alpha=0.12)),
+    ]:
+        keras.utils.set_random_seed(1)
+        model = keras_mtl.build_mtl_model(
+            keras.Input((250,), name="x"),
+            tasks,
+            trunk=[100] * 4,
+            weighting=weighting,
+        )
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        model.fit(x, y, epochs=10, batch_size=100, verbose=0)
+        logs = model.evaluate(x_test, y_test, verbose=0, return_dict=True)
+        # Each task's test loss relative to its scale, averaged over tasks.
+        results[name] = np.mean(
+            [logs[f"t{i}_loss"] / s**2 for i, s in enumerate(sigmas)]
+        )
+        if name == "gradnorm":
+            weights = model.weighting.task_weights.numpy()
+    assert np.all(np.diff(weights) < 0), weights
+    assert results["gradnorm"] < 0.9 * results["equal"], results
