@@ -1,3 +1,5 @@
+import statistics
+
 import numpy as np
 import tensorflow as tf
 from keras import ops
@@ -6,13 +8,17 @@ from keras_mtl import testing
 from keras_mtl.weighting import RandomLossWeighting
 
 
+def _normal(seed, n, num_tasks):
+    """N(0, 1) from 31 Philox bits and the inverse CDF, computed apart."""
+    bits = tf.random.stateless_uniform(
+        (num_tasks,), [seed, n], 0, 2**31 - 1, "int32", alg="philox"
+    ).numpy()
+    inverse_cdf = statistics.NormalDist().inv_cdf
+    return np.array([inverse_cdf((b + 0.5) / (2**31 - 1)) for b in bits])
+
+
 def _expected_draws(seed, count, num_tasks):
-    z = np.stack(
-        [
-            tf.random.stateless_normal((num_tasks,), seed=[seed, n]).numpy()
-            for n in range(count)
-        ]
-    )
+    z = np.stack([_normal(seed, n, num_tasks) for n in range(count)])
     return np.exp(z) / np.sum(np.exp(z), axis=1, keepdims=True)
 
 
@@ -54,3 +60,13 @@ def test_fit_logs_the_mean_of_the_draws():
             [expected[:4, i].mean(), expected[4:, i].mean()],
             atol=1e-6,
         )
+
+
+def test_draws_are_the_same_under_xla():
+    rlw = RandomLossWeighting(seed=8)
+    rlw.set_tasks(["a", "b", "c", "d"])
+    losses = ops.ones((4,))
+    xla = tf.function(lambda: rlw(losses, training=True)[1], jit_compile=True)
+    for n in range(3):
+        weights = xla() if n % 2 else rlw(losses, training=True)[1]
+        testing.assert_allclose(weights, _expected_draws(8, 3, 4)[n])

@@ -1,3 +1,4 @@
+import math
 import random
 
 import keras
@@ -5,6 +6,21 @@ import tensorflow as tf
 from keras import ops
 
 from keras_mtl.weighting.base import Weighting
+
+
+def _standard_normal(shape, seed):
+    """N(0, 1) draws that are the same with and without XLA.
+
+    TensorFlow's stateless float samplers draw differently under XLA; their
+    integer Philox bits do not. So: 31 random bits, a uniform in (0, 1), and
+    the inverse normal CDF, in float64.
+    """
+    bits = tf.random.stateless_uniform(
+        shape, seed, minval=0, maxval=2**31 - 1, dtype="int32", alg="philox"
+    )
+    uniform = (ops.cast(bits, "float64") + 0.5) / (2**31 - 1)
+    z = math.sqrt(2.0) * ops.erfinv(2.0 * uniform - 1.0)
+    return ops.cast(z, "float32")
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
@@ -16,7 +32,8 @@ class RandomLossWeighting(Weighting):
     is on the scale of a mean of the task losses, where `"equal"` sums them.
     Evaluation uses their expectation, `1 / T` each.
 
-    The draws are stateless: draw `n` uses the seed `(seed, n)`, with the
+    The draws are stateless: draw `n` uses the seed `(seed, n)` (Philox bits
+    through the inverse normal CDF, so XLA draws the same), with the
     seed and the step counter `n` kept in variables. So every replica under
     `tf.distribute` draws the same weights, and a model saved or restored by
     `keras.callbacks.BackupAndRestore` goes on with the same sequence.
@@ -76,7 +93,7 @@ class RandomLossWeighting(Weighting):
         seed = ops.stack(
             [ops.cast(self.seed_value, "int64"), ops.cast(self.draws, "int64")]
         )
-        z = tf.random.stateless_normal((self.num_tasks,), seed=seed)
+        z = _standard_normal((self.num_tasks,), seed)
         self.draws.assign_add(1)
         return ops.softmax(z)
 
