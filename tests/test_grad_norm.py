@@ -32,6 +32,16 @@ def test_weight_steps_match_the_paper_by_hand():
     testing.assert_allclose(total, 0.15625 + 2 * 1.84375)
 
 
+def test_initial_loss_is_the_first_with_labels():
+    gradnorm = GradNorm(optimizer="sgd", learning_rate=0.1)
+    gradnorm.set_tasks(["a", "b"])
+    gradients = ops.ones((2, 2, 2))
+    gradnorm.update_task_weights(ops.array([0.0, 1.5]), gradients)
+    testing.assert_allclose(gradnorm.initial_losses, [0.0, 1.5])
+    gradnorm.update_task_weights(ops.array([3.0, 1.0]), gradients)
+    testing.assert_allclose(gradnorm.initial_losses, [3.0, 1.5])
+
+
 def test_train_step_uses_gradients_at_the_last_shared_kernel():
     inputs = keras.Input((4,), name="x")
     gradnorm = GradNorm(alpha=0.5, optimizer="sgd", learning_rate=0.01)

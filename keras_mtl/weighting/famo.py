@@ -23,8 +23,10 @@ class FAMO(Weighting):
 
     which raises the weight of the tasks whose loss fell least. Losses are
     summed over replicas before any of it, so the result is that of one
-    device. `L_i + epsilon` stands for `L_i` throughout. The weights are
-    invariant to the tasks' static `loss_weight`s (keep them > 0).
+    device. `L_i + epsilon` stands for `L_i` throughout. A task whose loss is
+    exactly 0 (no labels in the batch) gets weight 0 and no logit update in
+    that step. The weights are invariant to the tasks' static `loss_weight`s
+    (keep them > 0).
 
     This method overrides the training step (`custom_train_step = True`):
     it costs one extra forward pass (with `training=True`, as in the
@@ -97,10 +99,13 @@ class FAMO(Weighting):
         self.built = True
 
     def compute_weights(self, task_losses, training=False):
-        losses = distribute.all_reduce_sum(task_losses) + self.epsilon
+        losses = distribute.all_reduce_sum(task_losses)
+        # A task without labels in the batch has a loss of exactly 0: it
+        # sits out the step instead of taking all the weight.
+        present = ops.cast(ops.greater(losses, 0.0), losses.dtype)
         z = ops.softmax(ops.convert_to_tensor(self.logits))
-        c = 1.0 / ops.sum(z / losses)
-        return c * z / losses
+        scaled = present * z / (losses + self.epsilon)
+        return ops.divide_no_nan(scaled, ops.sum(scaled))
 
     def update_logits(self, task_losses, new_task_losses):
         """One FAMO step on the logits.
@@ -110,9 +115,13 @@ class FAMO(Weighting):
                 losses before the model's step.
             new_task_losses: `(T,)` tensor, the same after the step.
         """
-        before = distribute.all_reduce_sum(task_losses) + self.epsilon
-        after = distribute.all_reduce_sum(new_task_losses) + self.epsilon
-        delta = ops.log(before) - ops.log(after)
+        before = distribute.all_reduce_sum(task_losses)
+        after = distribute.all_reduce_sum(new_task_losses)
+        present = ops.logical_and(
+            ops.greater(before, 0.0), ops.greater(after, 0.0)
+        )
+        delta = ops.log(before + self.epsilon) - ops.log(after + self.epsilon)
+        delta = ops.where(present, delta, ops.zeros_like(delta))
         logits = ops.convert_to_tensor(self.logits)
         z = ops.softmax(logits)
         gradient = z * (delta - ops.sum(z * delta)) + self.gamma * logits

@@ -14,7 +14,7 @@ class GradNorm(Weighting):
 
     With weights `w_i` (1 at first), `W` the last shared layer's kernel (the
     last kernel in `model.shared_variables`), and `L_i(0)` the task losses
-    of the first step:
+    of the first step (the first with labels for the task):
 
     - `G_i = ||grad_W(w_i L_i)||`, `G_bar = mean_i G_i`;
     - `r_i = (L_i / L_i(0)) / mean_j (L_j / L_j(0))`, the relative inverse
@@ -133,8 +133,10 @@ class GradNorm(Weighting):
         norms = ops.sqrt(
             ops.sum(ops.reshape(ops.square(gradients), (self.num_tasks, -1)), 1)
         )
+        # L_i(0) is the first nonzero loss: a task may have no labels in
+        # the first batches.
         initial = ops.where(
-            ops.equal(self.steps, 0), losses, self.initial_losses
+            ops.greater(self.initial_losses, 0.0), self.initial_losses, losses
         )
         self.initial_losses.assign(initial)
         self.steps.assign_add(1)
