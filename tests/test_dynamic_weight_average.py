@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -72,3 +73,20 @@ def test_fit_uses_epoch_averages_of_the_logged_losses(validation):
         val = np.array([history[f"val_{t}_weight"] for t in tasks]).T
         testing.assert_allclose(val, weights, atol=1e-6)
     assert int(model.weighting.epochs_seen.numpy()) == 4
+
+
+def test_fit_calls_the_hook_however_callbacks_are_passed():
+    model = testing.tiny_model(weighting=DynamicWeightAverage())
+    x, y = testing.tiny_data(n=32)
+    seen = []
+    log = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append(
+            int(model.weighting.epochs_seen.numpy())
+        )
+    )
+    model.fit(x, y, 16, 2, 0, [log])  # positional; the hook runs first
+    assert seen == [1, 2]
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=log)
+    callbacks = keras.callbacks.CallbackList([log], model=model)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=callbacks)
+    assert seen == [1, 2, 3, 4]
