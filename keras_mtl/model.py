@@ -1,5 +1,3 @@
-import inspect
-
 import keras
 from keras import ops
 from keras.src.models.functional import functional_from_config
@@ -34,6 +32,17 @@ def check_tasks(tasks):
     return list(tasks)
 
 
+class _WeightingEpochEnd(keras.callbacks.Callback):
+    """Tells the model's weighting method that a training epoch ended."""
+
+    def __init__(self, weighting):
+        super().__init__()
+        self.weighting = weighting
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weighting.on_epoch_end()
+
+
 def _per_task(value, names, what):
     """Spreads a compile argument over tasks: dict, list or one value."""
     if value is None:
@@ -54,17 +63,6 @@ def _per_task(value, names, what):
             )
         return dict(zip(names, value))
     return {name: value for name in names}
-
-
-class _WeightingEpochEnd(keras.callbacks.Callback):
-    """Tells the model's weighting method that a training epoch ended."""
-
-    def __init__(self, weighting):
-        super().__init__()
-        self.weighting = weighting
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.weighting.on_epoch_end()
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
@@ -174,10 +172,10 @@ class MTLModel(keras.Model):
 
     @property
     def static_loss_weights(self):
-        """`(T,)` float32 tensor of the compiled static task loss weights."""
+        """The `(T,)` static loss weights resolved by `compile()`."""
         if self._static_loss_weights is None:
             raise RuntimeError("Call `compile()` before training the model.")
-        return ops.convert_to_tensor(self._static_loss_weights, "float32")
+        return list(self._static_loss_weights)
 
     @property
     def tasks(self):
@@ -325,9 +323,8 @@ class MTLModel(keras.Model):
 
     def combine_losses(self, task_losses, y_pred, training=True):
         """Weights the task losses, adds regularisers and logs the terms."""
-        total, weights = self.weighting(
-            task_losses * self.static_loss_weights, training=training
-        )
+        static = ops.convert_to_tensor(self._static_loss_weights, "float32")
+        total, weights = self.weighting(task_losses * static, training=training)
         replicas = distribute.num_replicas()
         if self.losses:
             extra = ops.sum([ops.cast(v, "float32") for v in self.losses])
@@ -359,17 +356,20 @@ class MTLModel(keras.Model):
         among the callbacks at each epoch end, so that checkpoints such as
         `BackupAndRestore` see the weighting state of the next epoch.
         """
-        bound = inspect.signature(super().fit).bind(*args, **kwargs)
-        arguments = bound.arguments
+        if len(args) > 5:  # `callbacks` is the sixth argument of `fit`
+            args = list(args)
+            args[5] = self._with_epoch_hook(args[5])
+        else:
+            kwargs["callbacks"] = self._with_epoch_hook(kwargs.get("callbacks"))
+        return super().fit(*args, **kwargs)
+
+    def _with_epoch_hook(self, callbacks):
         hook = _WeightingEpochEnd(self.weighting)
-        callbacks = arguments.get("callbacks")
         if isinstance(callbacks, keras.callbacks.CallbackList):
             hook.set_model(self)
             callbacks.callbacks.insert(0, hook)
-        else:
-            callbacks = keras.tree.flatten(callbacks) if callbacks else []
-            arguments["callbacks"] = [hook] + callbacks
-        return super().fit(**arguments)
+            return callbacks
+        return [hook] + (keras.tree.flatten(callbacks) if callbacks else [])
 
     def train_step(self, data):
         if self.weighting.custom_train_step:

@@ -143,7 +143,7 @@ class FAMO(Weighting):
         new_task_losses = model.compute_task_losses(
             y, model(x, training=True), sample_weight
         )
-        static = model.static_loss_weights
+        static = ops.convert_to_tensor(model.static_loss_weights, "float32")
         self.update_logits(task_losses * static, new_task_losses * static)
         return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 

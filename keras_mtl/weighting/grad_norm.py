@@ -162,7 +162,8 @@ class GradNorm(Weighting):
                 loss * distribute.num_replicas(),
                 sample_weight=ops.shape(keras.tree.flatten(x)[0])[0],
             )
-            weighted_losses = task_losses * model.static_loss_weights
+            static = ops.convert_to_tensor(model.static_loss_weights, "float32")
+            weighted_losses = task_losses * static
             per_task = [weighted_losses[i] for i in range(self.num_tasks)]
             loss = model.optimizer.scale_loss(loss)
         variables = model.trainable_variables
