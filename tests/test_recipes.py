@@ -42,38 +42,3 @@ def test_multi_mnist_demo_full(tmp_path):
     demo = load_recipe("multi_mnist")
     _, logs = demo.main(["--output-dir", str(tmp_path), "--verbose", "0"])
     assert logs["left_accuracy"] > 0.9 and logs["right_accuracy"] > 0.88
-
-
-def test_weighting_comparison_small(capsys):
-    recipe = load_recipe("weighting_comparison")
-    results = recipe.main(
-        [
-            "--methods",
-            "famo",
-            "--epochs",
-            "1",
-            "--num-train",
-            "512",
-            "--num-test",
-            "128",
-        ]
-    )
-    out = capsys.readouterr().out
-    assert list(results) == ["equal", "famo"]
-    for method in results:
-        assert method in out
-    assert "time vs equal" in out and "left acc %" in out
-    famo = results["famo"]
-    assert famo["weights"] != [1.0, 1.0]
-    assert 0.0 <= famo["logs"]["left_accuracy"] <= 1.0
-
-
-@pytest.mark.slow
-def test_weighting_comparison_all_methods():
-    recipe = load_recipe("weighting_comparison")
-    results = recipe.main(["--epochs", "3", "--num-train", "6000"])
-    assert sorted(results) == sorted(recipe.METHODS)
-    for method, result in results.items():
-        logs = result["logs"]
-        assert logs["left_accuracy"] > 0.6, (method, logs)
-        assert logs["right_accuracy"] > 0.6, (method, logs)
