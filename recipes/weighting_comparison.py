@@ -69,6 +69,10 @@ def main(argv=None):
     data = keras_mtl.data.load_multi_mnist(
         args.source, num_train=args.num_train, num_test=args.num_test
     )
+    # One-off costs (TensorFlow's first graphs, thread pools) would
+    # otherwise fall on the first method timed.
+    warm_up = ((data[0][0][:256], {t: v[:256] for t, v in data[0][1].items()}),)
+    train("equal", warm_up * 2, 1, args.batch_size, args.seed, 0)
     results = {}
     for method in methods:
         results[method] = train(
