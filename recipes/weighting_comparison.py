@@ -58,6 +58,9 @@ def main(argv=None):
     parser.add_argument("--num-train", type=int, default=20000)
     parser.add_argument("--num-test", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--warm-up", type=int, default=1, help="0 skips the warm-up fit"
+    )
     parser.add_argument("--verbose", type=int, default=0)
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -71,8 +74,9 @@ def main(argv=None):
     )
     # One-off costs (TensorFlow's first graphs, thread pools) would
     # otherwise fall on the first method timed.
-    warm_up = ((data[0][0][:256], {t: v[:256] for t, v in data[0][1].items()}),)
-    train("equal", warm_up * 2, 1, args.batch_size, args.seed, 0)
+    if args.warm_up:
+        x, y = data[0][0][:256], {t: v[:256] for t, v in data[0][1].items()}
+        train("equal", ((x, y), (x, y)), 1, args.batch_size, args.seed, 0)
     results = {}
     for method in methods:
         results[method] = train(

@@ -1,6 +1,5 @@
 import keras
 import numpy as np
-import pytest
 from keras import ops
 
 from keras_mtl import testing
@@ -49,14 +48,14 @@ def test_weights_follow_the_formula_on_a_hand_made_history():
     assert int(dwa.epochs_seen.numpy()) == 4
 
 
-@pytest.mark.parametrize("validation", [False, True])
-def test_fit_uses_epoch_averages_of_the_logged_losses(validation):
+def test_fit_uses_epoch_averages_of_the_logged_losses():
+    """With validation data; the hook and resume tests train without."""
     model = testing.tiny_model(weighting=DynamicWeightAverage())
     x, y = testing.tiny_data(n=64)
     history = model.fit(
         x,
         y,
-        validation_data=(x, y) if validation else None,
+        validation_data=(x, y),
         epochs=4,
         batch_size=16,  # equal batches: the log's mean is the mean over steps
         verbose=0,
@@ -69,9 +68,8 @@ def test_fit_uses_epoch_averages_of_the_logged_losses(validation):
         expected = _dwa_weights(losses[epoch - 1], losses[epoch - 2])
         testing.assert_allclose(weights[epoch], expected, atol=1e-5)
     assert not np.allclose(weights[3], 1.0, atol=1e-3)
-    if validation:
-        val = np.array([history[f"val_{t}_weight"] for t in tasks]).T
-        testing.assert_allclose(val, weights, atol=1e-6)
+    val = np.array([history[f"val_{t}_weight"] for t in tasks]).T
+    testing.assert_allclose(val, weights, atol=1e-6)
     assert int(model.weighting.epochs_seen.numpy()) == 4
 
 

@@ -30,9 +30,11 @@ def test_weighting_comparison_small(capsys):
             "--epochs",
             "1",
             "--num-train",
-            "512",
+            "256",
             "--num-test",
-            "128",
+            "64",
+            "--warm-up",
+            "0",
         ]
     )
     out = capsys.readouterr().out
