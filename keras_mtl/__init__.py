@@ -5,6 +5,7 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from keras_mtl import distribute  # noqa: E402
+from keras_mtl import layers  # noqa: E402
 from keras_mtl import sharing  # noqa: E402
 from keras_mtl import weighting  # noqa: E402
 from keras_mtl.builder import build_mtl_model  # noqa: E402
@@ -17,6 +18,7 @@ __all__ = [
     "Task",
     "build_mtl_model",
     "distribute",
+    "layers",
     "sharing",
     "weighting",
     "__version__",
