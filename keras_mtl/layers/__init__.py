@@ -1,4 +1,4 @@
-"""Keras layers for sharing between tasks: mixing units, tied towers, experts."""
+"""Keras layers that share between tasks: mixing, tied copies, experts."""
 
 from keras_mtl.layers.cgc import CGC
 from keras_mtl.layers.cross_stitch import CrossStitch

@@ -73,7 +73,8 @@ class SoftShared(keras.layers.Layer):
             )
         if not isinstance(strength, (int, float)) or strength < 0:
             raise ValueError(
-                f"`strength` must be a number >= 0. Received: strength={strength!r}"
+                "`strength` must be a number >= 0. "
+                f"Received: strength={strength!r}"
             )
         # The template stays out of the tracked sublayers: only its config.
         self._layer_config = plain_config(keras.layers.serialize(layer))

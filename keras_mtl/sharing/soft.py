@@ -32,7 +32,8 @@ class SoftSharing(Sharing):
     def __init__(self, strength=1e-3):
         if not isinstance(strength, (int, float)) or strength < 0:
             raise ValueError(
-                f"`strength` must be a number >= 0. Received: strength={strength!r}"
+                "`strength` must be a number >= 0. "
+                f"Received: strength={strength!r}"
             )
         self.strength = strength
 

@@ -119,10 +119,9 @@ def run_layer_test(
         return keras.tree.map_structure(lambda t: tuple(t.shape), x)
 
     def batchless(x):
-        return keras.tree.map_structure(
-            lambda s: (None,) + tuple(s[1:]),
-            x,
-            none_is_leaf=False,
+        # Shape tuples are leaves here, not structures.
+        return keras.tree.map_shape_structure(
+            lambda s: (None,) + tuple(s[1:]), x
         )
 
     expected = keras.tree.map_shape_structure(tuple, expected_output_shape)
