@@ -73,7 +73,9 @@ def _softmax(z):
         ),
     ],
 )
-def test_layer_basics(layer_cls, kwargs, input_shape, output_shape, num_weights):
+def test_layer_basics(
+    layer_cls, kwargs, input_shape, output_shape, num_weights
+):
     testing.run_layer_test(
         layer_cls,
         kwargs,
@@ -282,9 +284,7 @@ def test_cgc_by_hand():
         return _relu(x @ dense.kernel.numpy() + dense.bias.numpy())
 
     shared = [run(e, inputs[2]) for e in layer.shared_experts]
-    own = [
-        [run(e, inputs[k]) for e in layer.task_experts[k]] for k in range(2)
-    ]
+    own = [[run(e, inputs[k]) for e in layer.task_experts[k]] for k in range(2)]
     for k in range(2):
         g = _softmax(inputs[k] @ layer.gate_kernels[k].numpy())
         mix = np.einsum("be,beu->bu", g, np.stack(own[k] + shared, 1))
@@ -299,7 +299,11 @@ def test_cgc_by_hand():
 @pytest.mark.parametrize(
     "make, error, match",
     [
-        (lambda: CrossStitch()([np.ones((2, 3))] * 1), ValueError, "at least 2"),
+        (
+            lambda: CrossStitch()([np.ones((2, 3))] * 1),
+            ValueError,
+            "at least 2",
+        ),
         (
             lambda: CrossStitch()([np.ones((2, 3)), np.ones((2, 4))]),
             ValueError,
@@ -367,8 +371,28 @@ def test_layers_fit_under_mirrored_strategy():
             for b, v in zip(before, model.trainable_variables)
         ]
         print(repr((loss, expected, sum(moved), len(moved))))
+
+        # In an MTLModel the penalty is added once, not once per replica.
+        import itertools
+        import keras_mtl
+        from keras_mtl import testing
+        x, y = testing.tiny_data(n=32)
+        with strategy.scope():
+            model = testing.tiny_model(sharing="soft", trunk=(6,))
+        logs = model.evaluate(x, y, batch_size=16, return_dict=True, verbose=0)
+        towers = model.get_layer("soft_shared_0").towers
+        penalty = 1e-3 * sum(
+            np.sum((a.kernel.numpy() - b.kernel.numpy()) ** 2)
+            for a, b in itertools.combinations(towers, 2))
+        tasks = logs["reg_loss"] + logs["binary_loss"] + logs["multi_loss"]
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        print(repr((logs["loss"], tasks + penalty, penalty)))
         """
     )
-    loss, expected, moved, total = eval(output.strip().splitlines()[-1])
+    lines = output.strip().splitlines()
+    loss, expected, moved, total = eval(lines[-2])
     assert loss == pytest.approx(expected, rel=1e-5)
     assert moved == total
+    loss, expected, penalty = eval(lines[-1])
+    assert penalty > 0
+    assert loss == pytest.approx(expected, rel=1e-5)
