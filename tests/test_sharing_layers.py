@@ -4,11 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-import keras_mtl
 from keras_mtl import testing
 from keras_mtl.layers import CGC
-from keras_mtl.layers import MMoE
 from keras_mtl.layers import CrossStitch
+from keras_mtl.layers import MMoE
 from keras_mtl.layers import SoftShared
 
 
