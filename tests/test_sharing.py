@@ -171,7 +171,7 @@ def test_sharing_by_name_and_instance():
         ),
         ({"sharing": "cross_stitch", "trunk": None}, ValueError, "trunk"),
         ({"sharing": "mmoe", "trunk": None}, ValueError, "trunk"),
-        ({"sharing": "ple", "trunk": "big"}, TypeError, "expert"),
+        ({"sharing": "ple", "trunk": "big"}, TypeError, "`trunk` must"),
         (
             {"sharing": keras_mtl.sharing.CrossStitchSharing(stitch_after=[5])},
             ValueError,

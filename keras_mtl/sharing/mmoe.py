@@ -1,5 +1,6 @@
 from keras_mtl.layers.mmoe import MMoE
 from keras_mtl.layers.towers import check_count
+from keras_mtl.layers.towers import check_tower_spec
 from keras_mtl.sharing.base import Sharing
 from keras_mtl.sharing.base import merge_inputs
 
@@ -11,7 +12,7 @@ def expert_spec(trunk, scheme):
             "needs one: a list of hidden sizes or a keras Layer. "
             "Received: trunk=None"
         )
-    return trunk
+    return check_tower_spec(trunk, "trunk")
 
 
 class MMoESharing(Sharing):
