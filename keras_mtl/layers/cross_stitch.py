@@ -152,13 +152,13 @@ class CrossStitch(keras.layers.Layer):
         return stitch + scale * ops.stop_gradient(stitch)
 
     def call(self, inputs):
-        stacked = ops.stack(inputs, axis=0)
-        matrix = ops.cast(self.mixing_matrix, stacked.dtype)
-        if self.per_channel:
-            mixed = ops.einsum("ijc,j...c->i...c", matrix, stacked)
-        else:
-            mixed = ops.einsum("ij,j...->i...", matrix, stacked)
-        return [mixed[i] for i in range(len(inputs))]
+        matrix = ops.cast(self.mixing_matrix, inputs[0].dtype)
+        # matrix[i, j] is a scalar, or per channel a (channels,) vector that
+        # broadcasts over the last axis.
+        return [
+            sum(matrix[i, j] * x for j, x in enumerate(inputs))
+            for i in range(len(inputs))
+        ]
 
     def compute_output_shape(self, input_shape):
         return [tuple(s) for s in input_shape]

@@ -104,4 +104,8 @@ def gate_and_mix(gate_input, kernel, expert_outputs):
     flat = ops.reshape(gate_input, (ops.shape(gate_input)[0], -1))
     gates = ops.softmax(ops.matmul(flat, ops.cast(kernel, flat.dtype)), -1)
     gates = ops.cast(gates, expert_outputs.dtype)
-    return ops.einsum("be,be...->b...", gates, expert_outputs), gates
+    # A batched matmul: einsum with an ellipsis is several times slower.
+    shape = ops.shape(expert_outputs)
+    experts = ops.reshape(expert_outputs, (shape[0], shape[1], -1))
+    mixture = ops.matmul(ops.expand_dims(gates, 1), experts)[:, 0]
+    return ops.reshape(mixture, (shape[0],) + tuple(shape[2:])), gates
