@@ -44,7 +44,7 @@ def _soft_penalty(model):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_sharing_mode_keeps_the_model_contract(mode, tmp_path):
-    model = testing.tiny_model(sharing=mode, trunk=(8, 6))
+    model = testing.tiny_model(sharing=mode, trunk=(6,))
     x, y = testing.tiny_data(n=32)
     y["reg"][::3] = np.nan
     y["multi"][1::4] = -1
