@@ -81,6 +81,7 @@ def run(
     n_test=1000,
     batch_size=256,
     learning_rate=1e-2,
+    scale=0.3,
     models=tuple(MODELS),
     verbose=True,
 ):
@@ -97,7 +98,9 @@ def run(
     results, params = {}, {}
     for correlation in correlations:
         for seed in seeds:
-            x, y = make_data(correlation, n_train + 2 * n_test, seed=seed)
+            x, y = make_data(
+                correlation, n_train + 2 * n_test, c=scale, seed=seed
+            )
             cuts = (slice(0, n_train), slice(n_train, n_train + n_test))
             cuts += (slice(n_train + n_test, None),)
             train, val, test = (
@@ -204,6 +207,12 @@ def main(argv=None):
     parser.add_argument("--n-train", type=int, default=10000)
     parser.add_argument("--output-dir", default="/tmp/mmoe_synthetic")
     parser.add_argument("--n-test", type=int, default=1000)
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=0.3,
+        help="c, the norm of w_k: larger makes the sines less linear",
+    )
     args = parser.parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
     start = time.time()
@@ -213,6 +222,7 @@ def main(argv=None):
         epochs=args.epochs,
         n_train=args.n_train,
         n_test=args.n_test,
+        scale=args.scale,
         learning_rate=args.learning_rate,
     )
     print()
