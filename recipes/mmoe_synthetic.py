@@ -17,6 +17,20 @@ finding: shared-bottom gets worse as p falls, MMoE much less so.
 
     python recipes/mmoe_synthetic.py [--epochs 30] [--seeds 0 1 2]
         [--correlations 1.0 0.9 0.5] [--output-dir /tmp/mmoe_synthetic]
+
+Measured with the defaults (3 seeds, about 4 minutes on 2 shared CPU
+cores), test MSE mean ± sd over seeds:
+
+    model          params   p=1.0            p=0.9            p=0.5
+    shared_bottom   14659   0.0220 ± 0.0087  0.0226 ± 0.0096  0.0246 ± 0.0114
+    cross_stitch    14644   0.0182 ± 0.0027  0.0182 ± 0.0022  0.0193 ± 0.0039
+    mmoe            14818   0.0192 ± 0.0039  0.0219 ± 0.0066  0.0187 ± 0.0021
+
+Relative to p = 1.0 on the same seed, shared-bottom loses 9% at p = 0.5 and
+MMoE none (0.99), in the paper's direction, but the seed-to-seed spread is
+larger than the effect, and MMoE is 12% worse at p = 0.9 (one bad seed):
+three seeds do not establish the trend at c = 0.3, where the sines are
+nearly linear and the tasks hardly compete for the shared layer.
 """
 
 import argparse

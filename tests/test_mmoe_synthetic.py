@@ -27,9 +27,9 @@ def test_mmoe_synthetic_reduced(tmp_path, capsys):
             "--seeds",
             "0",
             "--epochs",
-            "8",
+            "12",
             "--n-train",
-            "3000",
+            "10000",
             "--n-test",
             "500",
             "--output-dir",
@@ -42,7 +42,7 @@ def test_mmoe_synthetic_reduced(tmp_path, capsys):
     counts = np.array(list(params.values()))
     assert counts.max() / counts.min() < 1.02
     for p in (1.0, 0.5):
-        _, y = recipe.make_data(p, 4000, seed=0)
-        mean_predictor = np.mean([np.var(v[3500:]) for v in y.values()])
+        _, y = recipe.make_data(p, 11000, seed=0)
+        mean_predictor = np.mean([np.var(v[10500:]) for v in y.values()])
         for kind in recipe.MODELS:
-            assert results[(kind, p)][0] < 0.9 * mean_predictor, (kind, p)
+            assert results[(kind, p)][0] < 0.8 * mean_predictor, (kind, p)
