@@ -32,6 +32,18 @@ def test_weight_steps_match_the_paper_by_hand():
     testing.assert_allclose(total, 0.15625 + 2 * 1.84375)
 
 
+def test_shared_kernel_is_a_layer_kernel_not_a_mixing_matrix():
+    model = testing.tiny_model(
+        weighting="gradnorm", sharing="cross_stitch", trunk=(8, 8)
+    )
+    kernel = GradNorm.shared_kernel(model)
+    assert kernel.name == "kernel", kernel.path
+    assert id(kernel) in {id(v) for v in model.shared_variables}
+    assert any(
+        v.name != "kernel" and len(v.shape) >= 2 for v in model.shared_variables
+    )
+
+
 def test_initial_loss_is_the_first_with_labels():
     gradnorm = GradNorm(optimizer="sgd", learning_rate=0.1)
     gradnorm.set_tasks(["a", "b"])

@@ -109,8 +109,13 @@ class GradNorm(Weighting):
 
     @staticmethod
     def shared_kernel(model):
-        """The last kernel (a variable of rank >= 2) shared by tasks."""
-        kernels = [v for v in model.shared_variables if len(v.shape) >= 2]
+        """The last shared variable named `kernel` (else of rank >= 2)."""
+        shared = model.shared_variables
+        # Variables named "kernel" first: mixing weights such as
+        # cross-stitch units are matrices too, but not a layer's kernel.
+        kernels = [v for v in shared if v.name == "kernel"] or [
+            v for v in shared if len(v.shape) >= 2
+        ]
         if not kernels:
             raise ValueError(
                 "GradNorm needs a shared layer with a kernel (a `trunk`), "
