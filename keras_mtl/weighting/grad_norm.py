@@ -13,8 +13,9 @@ class GradNorm(Weighting):
     """Learns task weights that balance gradient norms at a shared layer.
 
     With weights `w_i` (1 at first), `W` the last shared layer's kernel (the
-    last kernel in `model.shared_variables`), and `L_i(0)` the task losses
-    of the first step (the first with labels for the task):
+    last variable named `kernel` in `model.shared_variables`, see
+    `shared_kernel`), and `L_i(0)` the task losses of the first step (the
+    first with labels for the task):
 
     - `G_i = ||grad_W(w_i L_i)||`, `G_bar = mean_i G_i`;
     - `r_i = (L_i / L_i(0)) / mean_j (L_j / L_j(0))`, the relative inverse
