@@ -43,6 +43,7 @@ _HIGHER_IS_BETTER = (
     "f1",
     "fbeta",
     "iou",
+    "io_u",
     "r2",
     "cosine_similarity",
     "true_positives",
@@ -152,7 +153,8 @@ def _direction(higher_is_better, task, metric):
 def _check_average(average):
     if average not in AVERAGES:
         raise ValueError(
-            f"`average` must be one of {AVERAGES}. Received: average={average!r}"
+            f"`average` must be one of {AVERAGES}. "
+            f"Received: average={average!r}"
         )
 
 
@@ -279,8 +281,8 @@ def delta_m(
     """Delta_m%: the mean relative gain of a multi-task model over baselines.
 
     `Delta_m = (100 / K) sum_k (-1)^{l_k} (M_mtl,k - M_stl,k) / M_stl,k`
-    over the K metrics compared, `l_k = 1` where lower is better. Positive means the multi-task model beats the single-task
-    baselines.
+    over the K metrics compared, `l_k = 1` where lower is better. Positive
+    means the multi-task model beats the single-task baselines.
 
     With several metrics per task the convention matters:
     `average="metrics"` (the default, the formula above, as in Nash-MTL)

@@ -405,8 +405,9 @@ class MTLHyperModel(keras_tuner.HyperModel):
             objective, or `"loss"` for every task's loss. Defaults to `None`:
             each task's first metric, or its loss if it has none.
         baselines: `{task: {metric: value}}` single-task results on the
-            validation data (`keras_mtl.evaluation.train_single_task_baselines`).
-            Defaults to `None`.
+            validation data, from
+            `keras_mtl.evaluation.train_single_task_baselines`. Defaults to
+            `None`.
         higher_is_better: see `keras_mtl.evaluation.delta_m`. Defaults to
             `None` (from metric names).
         average: `"metrics"` or `"tasks"`. Defaults to `"metrics"`.
@@ -475,7 +476,8 @@ class MTLHyperModel(keras_tuner.HyperModel):
         if low is None or not 0 < low < high:
             raise ValueError(
                 "`loss_weight_range` must be (min, max) with 0 < min < max "
-                f"(log scale). Received: loss_weight_range={loss_weight_range!r}"
+                "(log scale). "
+                f"Received: loss_weight_range={loss_weight_range!r}"
             )
         tuned_tasks = names if tuned_tasks is None else list(tuned_tasks)
         unknown = sorted(set(tuned_tasks) - set(names))
