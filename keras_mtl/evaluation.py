@@ -599,6 +599,7 @@ def train_single_task_baselines(
     trunk=None,
     sharing="hard",
     optimizer="adam",
+    compile_kwargs=None,
     validation_data=None,
     epochs=1,
     batch_size=None,
@@ -631,6 +632,8 @@ def train_single_task_baselines(
         optimizer: str, config or `keras.optimizers.Optimizer` for models
             `build_fn` leaves uncompiled; a fresh copy per model. Defaults to
             `"adam"`.
+        compile_kwargs: dict of more `compile` arguments for models
+            `build_fn` leaves uncompiled. Defaults to `None`.
         validation_data: `(x, y)` or a dataset, to validate on and evaluate
             the baselines on. Defaults to `None`.
         epochs: int. Defaults to `1`.
@@ -676,7 +679,9 @@ def train_single_task_baselines(
                 f"'{task.name}'."
             )
         if not model.compiled:
-            model.compile(optimizer=_fresh_optimizer(optimizer))
+            model.compile(
+                optimizer=_fresh_optimizer(optimizer), **(compile_kwargs or {})
+            )
         if isinstance(x, tf.data.Dataset):
             train = _select_labels(x, task.name)
             fit_args = (train,)

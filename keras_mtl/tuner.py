@@ -388,6 +388,10 @@ class MTLHyperModel(keras_tuner.HyperModel):
             Defaults to `"equal"`.
         optimizer: str, config or `keras.optimizers.Optimizer` for
             uncompiled models; a fresh copy per trial. Defaults to `"adam"`.
+        compile_kwargs: dict of more `compile` arguments for uncompiled
+            models, e.g. `{"steps_per_execution": 8}`, or
+            `{"run_eagerly": True}` for tiny models, where tracing the
+            train function costs more than the trial. Defaults to `None`.
         loss_weight_range: `(min, max)`, both > 0. Defaults to `(0.1, 10.0)`.
         tuned_tasks: list of task names whose loss weight is tuned; the
             others keep theirs. Defaults to `None` (all). With Adam, scaling
@@ -443,6 +447,7 @@ class MTLHyperModel(keras_tuner.HyperModel):
         sharing="hard",
         weighting="equal",
         optimizer="adam",
+        compile_kwargs=None,
         loss_weight_range=(0.1, 10.0),
         tuned_tasks=None,
         weighting_methods=None,
@@ -503,6 +508,7 @@ class MTLHyperModel(keras_tuner.HyperModel):
         self.sharing = sharing
         self.weighting = weighting
         self.optimizer = optimizer
+        self.compile_kwargs = dict(compile_kwargs or {})
         self.loss_weight_range = (low, high)
         self.tuned_tasks = tuned_tasks
         self.weighting_methods = weighting_methods
@@ -571,7 +577,10 @@ class MTLHyperModel(keras_tuner.HyperModel):
                 f"Received: {type(model).__name__}"
             )
         if not model.compiled:
-            model.compile(optimizer=evaluation._fresh_optimizer(self.optimizer))
+            model.compile(
+                optimizer=evaluation._fresh_optimizer(self.optimizer),
+                **self.compile_kwargs,
+            )
         return model
 
     def fit(self, hp, model, *args, **kwargs):
@@ -611,6 +620,7 @@ class MTLHyperModel(keras_tuner.HyperModel):
             "optimizer": self.optimizer
             if isinstance(self.optimizer, str)
             else ser(self.optimizer),
+            "compile_kwargs": self.compile_kwargs,
             "loss_weight_range": list(self.loss_weight_range),
             "tuned_tasks": list(self.tuned_tasks),
             "weighting_methods": self.weighting_methods,

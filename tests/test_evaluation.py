@@ -253,6 +253,7 @@ def test_single_task_baselines_same_trunk_and_budget():
         validation_data=(x_val, y_val),
         epochs=2,
         batch_size=16,
+        compile_kwargs={"run_eagerly": True},
         return_models=True,
     )
     assert sorted(results) == sorted(models) == ["binary", "multi", "reg"]
