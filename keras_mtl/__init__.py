@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from keras_mtl import data  # noqa: E402
 from keras_mtl import distribute  # noqa: E402
 from keras_mtl import sharing  # noqa: E402
 from keras_mtl import weighting  # noqa: E402
@@ -16,6 +17,7 @@ __all__ = [
     "MTLModel",
     "Task",
     "build_mtl_model",
+    "data",
     "distribute",
     "sharing",
     "weighting",
