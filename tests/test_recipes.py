@@ -31,6 +31,12 @@ def test_multi_mnist_demo_small(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "left" in out and "right" in out and "test accuracy %" in out
+    # The single-task baselines and the Delta_m table follow.
+    table = out[out.index("Multi-task vs single-task") :].splitlines()
+    delta_m = [line for line in table if line.startswith("Delta_m%")]
+    assert len(delta_m) == 1
+    assert -100 < float(delta_m[0].split()[-1]) < 100
+    assert "Task relatedness" in out
     assert (tmp_path / "multi_mnist.keras").exists()
     assert (tmp_path / "multi_mnist_curves.png").stat().st_size > 10000
     # Ten classes: chance is 10%.
