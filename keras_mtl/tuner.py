@@ -24,48 +24,47 @@ from keras_mtl import weighting as weighting_module
 from keras_mtl.model import MTLModel
 from keras_mtl.model import check_tasks
 
-# Argument ranges of known methods. A spec is a dict of `hp.Float`/`hp.Int`
-# arguments, a list (`hp.Choice`) or one value (`hp.Fixed`). Arguments that
-# a method's constructor does not take are skipped.
+
+# Argument ranges of known methods, by registry name. A spec is a dict of
+# `hp.Float`/`hp.Int` arguments (`min_value`, `max_value`, `sampling`,
+# `default`), a dict with `values` (`hp.Choice`), a list (`hp.Choice`, first
+# value the default) or one value (`hp.Fixed`). Arguments that a method's
+# constructor does not take are skipped, so a renamed argument keeps its
+# default rather than break the search.
+def _log_range(low, high, default):
+    return {
+        "min_value": low,
+        "max_value": high,
+        "sampling": "log",
+        "default": default,
+    }
+
+
 WEIGHTING_SEARCH_SPACE = {
-    "dwa": {
-        "temperature": {
-            "min_value": 0.5,
-            "max_value": 8.0,
-            "sampling": "log",
-            "default": 2.0,
-        }
-    },
+    "dwa": {"temperature": _log_range(0.5, 8.0, 2.0)},
     "gradnorm": {
-        "alpha": {
-            "min_value": 0.1,
-            "max_value": 3.0,
-            "sampling": "log",
-            "default": 1.5,
-        }
+        "alpha": _log_range(0.1, 3.0, 1.5),
+        "learning_rate": _log_range(1e-3, 0.1, 0.025),
     },
-    "cagrad": {"c": {"min_value": 0.1, "max_value": 0.9, "default": 0.4}},
     "famo": {
-        "gamma": {
-            "min_value": 1e-4,
-            "max_value": 1e-2,
-            "sampling": "log",
-            "default": 1e-3,
-        }
+        "learning_rate": _log_range(5e-3, 0.1, 0.025),
+        "gamma": _log_range(1e-4, 1e-2, 1e-3),
     },
     "mgda": {"normalization": ["none", "l2", "loss", "loss+"]},
+    "cagrad": {"c": {"min_value": 0.1, "max_value": 0.9, "default": 0.4}},
 }
 SHARING_SEARCH_SPACE = {
-    "soft": {
-        "l2": {
-            "min_value": 1e-4,
-            "max_value": 1e-1,
-            "sampling": "log",
-            "default": 1e-2,
-        }
+    "cross_stitch": {
+        "diagonal": {"min_value": 0.5, "max_value": 0.95, "default": 0.9},
+        "learning_rate_multiplier": _log_range(1.0, 100.0, 1.0),
     },
-    "mmoe": {"num_experts": [2, 4, 8]},
-    "ple": {"num_shared_experts": [1, 2], "num_task_experts": [1, 2]},
+    "soft": {"strength": _log_range(1e-5, 1e-1, 1e-3)},
+    "mmoe": {"num_experts": {"values": [2, 4, 8], "default": 4}},
+    "ple": {
+        "num_levels": [1, 2],
+        "num_task_experts": [1, 2],
+        "num_shared_experts": [1, 2],
+    },
 }
 
 
@@ -271,13 +270,15 @@ def _required_arguments(cls):
 
 
 def _declare(hp, name, spec):
-    if isinstance(spec, keras_tuner.HyperParameters):
-        raise TypeError(
-            f"Search space of {name!r} must be a dict, list or value."
-        )
+    if isinstance(spec, dict) and "values" in spec:
+        return hp.Choice(name, **spec)
     if isinstance(spec, dict):
-        spec = dict(spec)
         low, high = spec.get("min_value"), spec.get("max_value")
+        if low is None or high is None:
+            raise ValueError(
+                f"Search space of {name!r}: a dict needs `min_value` and "
+                f"`max_value`, or `values`. Received: {spec!r}"
+            )
         is_int = all(
             isinstance(v, int) and not isinstance(v, bool)
             for v in (low, high, spec.get("default", 0))

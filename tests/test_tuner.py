@@ -332,3 +332,42 @@ def test_missing_keras_tuner_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "keras_tuner", None)
     with pytest.raises(ImportError, match=r"keras-mtl\[tuner\]"):
         importlib.import_module("keras_mtl.tuner")
+
+
+@pytest.mark.parametrize("kind", ["weighting", "sharing"])
+def test_every_registered_method_builds(kind):
+    # Whatever the registries hold when the test runs: methods merged later
+    # are covered too, with their default and a random sampled argument set.
+    hypermodel = _hypermodel(weighting_methods="all", sharing_modes="all")
+    space = kt.HyperParameters()
+    hypermodel.build(space)
+    names = space._hps[kind][0].values
+    assert names[0] == {"weighting": "equal", "sharing": "hard"}[kind]
+    for name in names:
+        for sample in (False, True):
+            hp = kt.HyperParameters()
+            hp.values[kind] = name
+            hypermodel.build(hp)
+            if sample:
+                hp.merge(space, overwrite=False)
+                for param in hp.space:
+                    if param.name.startswith(f"{name}_") and hp.is_active(
+                        param
+                    ):
+                        hp.values[param.name] = param.random_sample(seed=1)
+            model = hypermodel.build(hp)
+            assert isinstance(model, keras_mtl.MTLModel)
+            if kind == "weighting":
+                registry = keras_mtl.weighting.ALL_OBJECTS_DICT
+                assert type(model.weighting) is registry[name]
+                for param in hp.space:
+                    if param.name.startswith(f"{name}_") and hp.is_active(
+                        param
+                    ):
+                        argument = param.name[len(name) + 1 :]
+                        value = getattr(model.weighting, argument)
+                        expected = hp.values[param.name]
+                        if isinstance(expected, str):
+                            assert value == expected
+                        else:
+                            assert value == pytest.approx(expected)
