@@ -195,18 +195,24 @@ class MultiTaskObjective(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
+        tasks = list(self.metrics)
         for prefix in ("", "val_"):
-            keys = {
-                task: {m: f"{prefix}{task}_{m}" for m in names}
+            if prefix and not any(k.startswith(prefix) for k in logs):
+                continue  # No validation this epoch.
+            found = evaluation.task_results_from_logs(logs, tasks, prefix)
+            missing = [
+                f"{prefix}{task}_{metric}"
                 for task, names in self.metrics.items()
-            }
-            if not all(k in logs for m in keys.values() for k in m.values()):
-                continue
-            results = {
-                task: {m: logs[k] for m, k in by_metric.items()}
-                for task, by_metric in keys.items()
-            }
-            logs[f"{prefix}{self.name}"] = self.score(results)
+                for metric in names
+                if metric not in found[task]
+            ]
+            if missing:
+                raise ValueError(
+                    f"MultiTaskObjective: the logs lack {missing}, so "
+                    f"`{prefix}{self.name}` cannot be computed. Logs hold: "
+                    f"{sorted(logs)}. Check the task names and `metrics`."
+                )
+            logs[f"{prefix}{self.name}"] = self.score(found)
 
     def get_config(self):
         return {
@@ -586,6 +592,14 @@ class MTLHyperModel(keras_tuner.HyperModel):
 
     def fit(self, hp, model, *args, **kwargs):
         """Fits `model`, with the objective callback first in line."""
+        if kwargs.get("validation_data") is None and not kwargs.get(
+            "validation_split"
+        ):
+            raise ValueError(
+                f"The objective `{self.objective.name}` is computed on "
+                "validation data: pass `validation_data=` (or "
+                "`validation_split=`) to `tuner.search`."
+            )
         callbacks = list(kwargs.pop("callbacks", None) or [])
         callbacks.insert(0, self.objective_callback)
         return model.fit(*args, callbacks=callbacks, **kwargs)

@@ -182,6 +182,15 @@ def test_objective_callback_numbers():
     assert scaled["mean_log_metric"] - logs["mean_log_metric"] == pytest.approx(
         -50 * math.log(100)
     )
+    with pytest.raises(ValueError, match=r"lack \['val_b_mae'\]"):
+        log_score.on_epoch_end(0, {**logs, "val_a_accuracy": 0.5})
+    with pytest.raises(ValueError, match=r"lack \['a_accuracy'\]"):
+        log_score.on_epoch_end(0, {"b_mae": 2.0})
+    # One task: Keras does not prefix a single output's metrics.
+    single = MultiTaskObjective({"a": "accuracy"})
+    logs = {"accuracy": 0.5, "loss": 1.0, "val_accuracy": 0.25}
+    single.on_epoch_end(0, logs)
+    assert logs["val_mean_log_metric"] == pytest.approx(100 * math.log(0.25))
     revived = MultiTaskObjective.from_config(callback.get_config())
     assert revived.get_config() == callback.get_config()
 
@@ -219,6 +228,20 @@ def test_objective_bad_arguments(kwargs, error, match):
 def test_hypermodel_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         _hypermodel(**kwargs)
+
+
+def test_search_needs_validation_data(tmp_path):
+    hypermodel = _hypermodel()
+    tuner = kt.RandomSearch(
+        hypermodel,
+        objective=hypermodel.objective,
+        max_trials=1,
+        directory=str(tmp_path),
+        max_consecutive_failed_trials=1,
+    )
+    x, y = testing.tiny_data(n=16)
+    with pytest.raises(Exception, match="pass `validation_data="):
+        tuner.search(x, y, epochs=1, verbose=0)
 
 
 def test_hypermodel_needs_inputs_or_build_fn():
