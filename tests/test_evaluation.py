@@ -1,3 +1,5 @@
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -159,6 +161,13 @@ def test_results_table_text_and_dataframe():
     assert table["mgda_ub change %"][2] == pytest.approx(50 * 0.03 / 97.23)
     with pytest.raises(ValueError, match="every task"):
         evaluation.results_table({"left": {"accuracy": 1.0}}, SINGLE_TASK)
+
+
+def test_results_table_without_pandas(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    assert "Delta_m%" in evaluation.results_table(EQUAL, SINGLE_TASK)
+    with pytest.raises(ImportError, match="needs pandas"):
+        evaluation.results_table(EQUAL, SINGLE_TASK, as_dataframe=True)
 
 
 def test_task_results_from_logs():

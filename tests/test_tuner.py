@@ -348,6 +348,11 @@ def test_tuners_optimise_delta_m(tuner_cls, tuner_kwargs, tmp_path):
     predictions = best.predict(x_val, verbose=0)
     assert predictions["multi"].shape == (32, 4)
     assert np.all(np.isfinite(predictions["reg"]))
+    # The best model is a plain MTLModel: it saves, loads and trains on.
+    loaded = testing.run_model_saving_test(
+        best, x_val, str(tmp_path / "best.keras")
+    )
+    loaded.fit(x, y, epochs=1, batch_size=32, verbose=0)
 
 
 def test_missing_keras_tuner_names_the_extra(monkeypatch):
