@@ -72,25 +72,29 @@ def test_delta_m_metric_selection():
     ) == pytest.approx(20.0)
 
 
-@pytest.mark.parametrize(
-    "name, higher",
-    [
-        ("accuracy", True),
-        ("sparse_categorical_accuracy", True),
-        ("auc", True),
-        ("precision", True),
-        ("f1_score", True),
-        ("mean_io_u", True),
-        ("loss", False),
-        ("mae", False),
-        ("mean_squared_error", False),
-        ("root_mean_squared_error", False),
-        ("binary_crossentropy", False),
-        ("false_negatives", False),
-    ],
-)
-def test_metric_directions(name, higher):
-    assert evaluation.metric_higher_is_better(name) is higher
+def test_metric_directions():
+    higher = [
+        "accuracy",
+        "sparse_categorical_accuracy",
+        "auc",
+        "precision",
+        "f1_score",
+        "mean_io_u",
+    ]
+    lower = [
+        "loss",
+        "mae",
+        "mean_squared_error",
+        "root_mean_squared_error",
+        "binary_crossentropy",
+        "false_negatives",
+    ]
+    for name in higher:
+        assert evaluation.metric_higher_is_better(name) is True, name
+    for name in lower:
+        assert evaluation.metric_higher_is_better(name) is False, name
+    with pytest.raises(ValueError, match="'speed'.*higher_is_better"):
+        evaluation.metric_higher_is_better("speed")
 
 
 def _one(value):

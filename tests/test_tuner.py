@@ -317,7 +317,7 @@ def test_tuners_optimise_delta_m(tuner_cls, tuner_kwargs, tmp_path):
         **tuner_kwargs,
     )
     # Hyperband chooses the epochs: 2 trials of 2 epochs here.
-    fit_kwargs = {} if tuner_cls is kt.Hyperband else {"epochs": 2}
+    fit_kwargs = {} if tuner_cls is kt.Hyperband else {"epochs": 1}
     tuner.search(
         x,
         y,
