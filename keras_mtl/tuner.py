@@ -248,7 +248,8 @@ def _registry_names(registry):
         if key.islower() and cls not in seen:
             seen[cls] = key
             names.append(key)
-    for key, cls in registry.items():
+    # Sorted: class-name keys may come from a set, in no stable order.
+    for key, cls in sorted(registry.items()):
         if cls not in seen:
             seen[cls] = key
             names.append(key)
@@ -300,10 +301,11 @@ def _declare(hp, name, spec):
 class _Choices:
     """A tunable choice among registry entries, each with its arguments."""
 
-    def __init__(self, kind, registry, methods, search_space):
+    def __init__(self, kind, module, methods, search_space):
         self.kind = kind
-        self.registry = registry
+        self.module = module
         self.search_space = search_space
+        registry = self.registry
         if methods is not None and methods != "all":
             if isinstance(methods, str) or not isinstance(
                 methods, (list, tuple)
@@ -318,7 +320,22 @@ class _Choices:
                     f"Unknown {kind} {unknown or methods}. Expected names "
                     f"among {_registry_names(registry)}."
                 )
+            for name in methods:
+                missing = _required_arguments(registry[name]) - set(
+                    self._space_of(name)
+                )
+                if missing:
+                    raise ValueError(
+                        f"{kind.capitalize()} '{name}' needs arguments "
+                        f"{sorted(missing)}: give them a search space in "
+                        f"`{kind}_search_space`."
+                    )
         self.methods = methods
+
+    @property
+    def registry(self):
+        # Looked up at each use: methods registered later are included.
+        return self.module.ALL_OBJECTS_DICT
 
     def names(self):
         if self.methods != "all":
@@ -530,13 +547,13 @@ class MTLHyperModel(keras_tuner.HyperModel):
         )
         self._weighting_choices = _Choices(
             "weighting",
-            weighting_module.ALL_OBJECTS_DICT,
+            weighting_module,
             weighting_methods,
             {**WEIGHTING_SEARCH_SPACE, **(weighting_search_space or {})},
         )
         self._sharing_choices = _Choices(
             "sharing",
-            sharing_module.ALL_OBJECTS_DICT,
+            sharing_module,
             sharing_modes,
             {**SHARING_SEARCH_SPACE, **(sharing_search_space or {})},
         )

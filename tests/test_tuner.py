@@ -220,6 +220,11 @@ def test_objective_bad_arguments(kwargs, error, match):
         ({"loss_weight_range": (0.0, 1.0)}, ValueError, "loss_weight_range"),
         ({"loss_weight_range": 3}, ValueError, "loss_weight_range"),
         ({"weighting_methods": ["nope"]}, ValueError, "Unknown weighting"),
+        (
+            {"weighting_methods": ["fixed"]},
+            ValueError,
+            "'fixed' needs.*weights",
+        ),
         ({"sharing_modes": "hard"}, TypeError, "sharing"),
         ({"objective_metrics": {"x": "mae"}}, ValueError, "unknown tasks"),
         ({"build_fn": 3}, TypeError, "build_fn"),
