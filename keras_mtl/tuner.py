@@ -84,9 +84,12 @@ class MultiTaskObjective(keras.callbacks.Callback):
 
     It reads the per-task entries of the epoch's logs (`<task>_<metric>`,
     and `val_<task>_<metric>` when there is validation data) and adds
-    `<name>` and `val_<name>`. Callbacks run in order and share the logs,
-    so put it first: `MTLHyperModel.fit` does, so that keras-tuner's own
-    callbacks, `History`, `EarlyStopping` and the rest all see the score.
+    `<name>` and `val_<name>`. Baselines are normally measured on the
+    validation data, so `val_<name>` is the objective; `<name>` compares
+    the training metrics with the same baselines, for the curious.
+    Callbacks run in order and share the logs, so put it first:
+    `MTLHyperModel.fit` does, so that keras-tuner's own callbacks,
+    `History`, `EarlyStopping` and the rest all see the score.
 
     Args:
         metrics: dict `{task: metric}` or `{task: [metrics]}`: the log names

@@ -404,3 +404,44 @@ def test_every_registered_method_builds(kind):
                             assert value == expected
                         else:
                             assert value == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_search_under_mirrored_strategy():
+    out = testing.run_with_devices(
+        """
+        import tempfile
+
+        import keras
+        import keras_tuner as kt
+
+        from keras_mtl import evaluation
+        from keras_mtl import testing
+        from keras_mtl.tuner import MTLHyperModel
+
+        x, y = testing.tiny_data(n=64)
+        x_val, y_val = testing.tiny_data(n=32, seed=1)
+        hypermodel = MTLHyperModel(
+            keras.Input((8,), name="x"), testing.tiny_tasks(), trunk=[8]
+        )
+        tuner = kt.RandomSearch(
+            hypermodel,
+            objective=hypermodel.objective,
+            max_trials=2,
+            directory=tempfile.mkdtemp(),
+            distribution_strategy=tf.distribute.MirroredStrategy(),
+        )
+        tuner.search(
+            x, y, validation_data=(x_val, y_val), epochs=1, batch_size=16,
+            verbose=0,
+        )
+        best = tuner.get_best_models()[0]
+        trial = tuner.oracle.get_best_trials()[0]
+        results = evaluation.evaluate_tasks(best, x_val, y_val, batch_size=16)
+        score = hypermodel.objective_callback.score(results)
+        print(best.distribute_strategy.num_replicas_in_sync, trial.score, score)
+        """
+    )
+    replicas, trial_score, score = out.split()[-3:]
+    assert int(replicas) == 2
+    assert float(trial_score) == pytest.approx(float(score), rel=1e-4)
