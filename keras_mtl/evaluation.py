@@ -419,10 +419,9 @@ def _format_table(header, rows, precision):
         if value is None:
             return ""
         if isinstance(value, float):
-            digits = 2 if header[column].endswith("%") else precision
-            return (
-                f"{value:+.{digits}f}" if digits == 2 else f"{value:.{digits}f}"
-            )
+            if header[column].endswith("%"):
+                return f"{value:+.2f}"
+            return f"{value:.{precision}f}"
         return str(value)
 
     cells = [header] + [[cell(v, i) for i, v in enumerate(r)] for r in rows]
