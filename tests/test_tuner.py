@@ -445,3 +445,34 @@ def test_search_under_mirrored_strategy():
     replicas, trial_score, score = out.split()[-3:]
     assert int(replicas) == 2
     assert float(trial_score) == pytest.approx(float(score), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_search_over_every_weighting_and_sharing(tmp_path):
+    x, y = testing.tiny_data(n=64)
+    x_val, y_val = testing.tiny_data(n=32, seed=1)
+    hypermodel = _hypermodel(
+        weighting_methods="all",
+        sharing_modes="all",
+        compile_kwargs={"run_eagerly": True},
+    )
+    tuner = kt.RandomSearch(
+        hypermodel,
+        objective=hypermodel.objective,
+        max_trials=6,
+        directory=str(tmp_path),
+        seed=2,
+    )
+    tuner.search(
+        x, y, validation_data=(x_val, y_val), epochs=1, batch_size=16, verbose=0
+    )
+    trials = tuner.oracle.get_best_trials(num_trials=6)
+    assert len(trials) == 6
+    assert all(np.isfinite(t.score) for t in trials)
+    best = tuner.get_best_models()[0]
+    values = trials[0].hyperparameters.values
+    registry = keras_mtl.weighting.ALL_OBJECTS_DICT
+    assert type(best.weighting) is registry[values["weighting"]]
+    results = evaluation.evaluate_tasks(best, x_val, y_val, batch_size=16)
+    score = hypermodel.objective_callback.score(results)
+    assert score == pytest.approx(trials[0].score, rel=1e-4, abs=1e-4)
