@@ -6,6 +6,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from keras_mtl import data  # noqa: E402
 from keras_mtl import distribute  # noqa: E402
+from keras_mtl import evaluation  # noqa: E402
 from keras_mtl import layers  # noqa: E402
 from keras_mtl import sharing  # noqa: E402
 from keras_mtl import weighting  # noqa: E402
@@ -20,8 +21,18 @@ __all__ = [
     "build_mtl_model",
     "data",
     "distribute",
+    "evaluation",
     "layers",
     "sharing",
     "weighting",
     "__version__",
 ]
+
+
+def __getattr__(name):
+    # keras-tuner is an optional extra: import `keras_mtl.tuner` on first use.
+    if name == "tuner":
+        import importlib
+
+        return importlib.import_module("keras_mtl.tuner")
+    raise AttributeError(f"module 'keras_mtl' has no attribute {name!r}")

@@ -1,0 +1,307 @@
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_mtl
+from keras_mtl import evaluation
+from keras_mtl import testing
+
+# MultiMNIST accuracies from REFERENCES.md (MGDA paper, second-hand).
+SINGLE_TASK = {"left": {"accuracy": 97.23}, "right": {"accuracy": 95.90}}
+EQUAL = {"left": {"accuracy": 96.46}, "right": {"accuracy": 94.99}}
+MGDA_UB = {"left": {"accuracy": 97.26}, "right": {"accuracy": 95.90}}
+
+
+def test_delta_m_published_multi_mnist():
+    expected = 100 / 2 * ((96.46 - 97.23) / 97.23 + (94.99 - 95.90) / 95.90)
+    assert evaluation.delta_m(EQUAL, SINGLE_TASK) == pytest.approx(expected)
+    assert expected == pytest.approx(-0.8704, abs=1e-4)
+    assert evaluation.delta_m(MGDA_UB, SINGLE_TASK) == pytest.approx(
+        50 * 0.03 / 97.23
+    )
+
+
+def test_delta_m_lower_is_better_flips_the_sign():
+    # QM9-style: errors, lower is better. Halving one error, doubling the
+    # other: (100/2) * (+0.5 - 1.0).
+    mtl = {"a": {"mae": 1.0}, "b": {"mae": 4.0}}
+    base = {"a": {"mae": 2.0}, "b": {"mae": 2.0}}
+    assert evaluation.delta_m(mtl, base) == pytest.approx(-25.0)
+    assert evaluation.delta_m(
+        {"a": 1.0, "b": 4.0}, {"a": 2.0, "b": 2.0}, higher_is_better=False
+    ) == pytest.approx(-25.0)
+    assert evaluation.delta_m(
+        {"a": 1.0, "b": 4.0}, {"a": 2.0, "b": 2.0}, higher_is_better=True
+    ) == pytest.approx(25.0)
+
+
+def test_delta_m_averaging_conventions():
+    # LibMTL's `count_improvement` docstring example: task A has a
+    # higher-is-better and a lower-is-better metric, task B one metric.
+    base = {"A": {"acc": 96.0, "err": 98.0}, "B": {"acc": 0.2}}
+    new = {"A": {"acc": 93.0, "err": 99.0}, "B": {"acc": 0.5}}
+    a_acc, a_err, b_acc = -3 / 96, -1 / 98, 0.3 / 0.2
+    by_tasks = 100 * ((a_acc + a_err) / 2 + b_acc) / 2
+    by_metrics = 100 * (a_acc + a_err + b_acc) / 3
+    assert by_tasks == pytest.approx(73.9636, abs=1e-4)
+    higher = {"A": {"acc": True, "err": False}, "B": True}
+    assert evaluation.delta_m(
+        new, base, higher_is_better=higher, average="tasks"
+    ) == pytest.approx(by_tasks)
+    assert evaluation.delta_m(
+        new, base, higher_is_better=higher
+    ) == pytest.approx(by_metrics)
+    with pytest.raises(ValueError, match="'err'"):
+        evaluation.delta_m(new, base)
+
+
+def test_delta_m_metric_selection():
+    base = {"a": {"loss": 1.0, "accuracy": 0.5}, "b": {"loss": 2.0}}
+    mtl = {"a": {"loss": 0.5, "accuracy": 0.6}, "b": {"loss": 1.0}}
+    # Default: a's loss is left out (it has a metric), b's loss counts.
+    assert evaluation.delta_m(mtl, base) == pytest.approx(100 * (0.2 + 0.5) / 2)
+    assert evaluation.delta_m(mtl, base, metrics="all") == pytest.approx(
+        100 * (0.5 + 0.2 + 0.5) / 3
+    )
+    assert evaluation.delta_m(mtl, base, metrics="loss") == pytest.approx(50.0)
+    assert evaluation.delta_m(
+        mtl, base, metrics={"a": "accuracy"}
+    ) == pytest.approx(20.0)
+
+
+def test_metric_directions():
+    higher = [
+        "accuracy",
+        "sparse_categorical_accuracy",
+        "auc",
+        "precision",
+        "f1_score",
+        "mean_io_u",
+    ]
+    lower = [
+        "loss",
+        "mae",
+        "mean_squared_error",
+        "root_mean_squared_error",
+        "binary_crossentropy",
+        "false_negatives",
+    ]
+    for name in higher:
+        assert evaluation.metric_higher_is_better(name) is True, name
+    for name in lower:
+        assert evaluation.metric_higher_is_better(name) is False, name
+    with pytest.raises(ValueError, match="'speed'.*higher_is_better"):
+        evaluation.metric_higher_is_better("speed")
+
+
+def _one(value):
+    return {"a": {"mae": value}}
+
+
+@pytest.mark.parametrize(
+    "mtl, base, kwargs, error, match",
+    [
+        ({"a": 1.0}, {"a": 1.0}, {}, ValueError, "unnamed metric"),
+        ({"a": {"speed": 1}}, {"a": {"speed": 2}}, {}, ValueError, "speed"),
+        ({"b": {"mae": 1.0}}, _one(1.0), {}, ValueError, "no task 'a'"),
+        ({"a": {"mse": 1.0}}, _one(1.0), {}, ValueError, "no metric 'mae'"),
+        (_one(1.0), _one(0.0), {}, ValueError, "non-zero"),
+        (_one(1.0), _one(1.0), {"average": "median"}, ValueError, "average"),
+        (_one(1.0), _one(1.0), {"metrics": {"b": "x"}}, ValueError, "'b'"),
+        (_one(1.0), _one(1.0), {"higher_is_better": "no"}, TypeError, "higher"),
+        (_one("x"), _one(1.0), {}, TypeError, "'mae' must be a number"),
+        ([1.0], _one(1.0), {}, TypeError, "mtl_results"),
+    ],
+)
+def test_delta_m_bad_input(mtl, base, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        evaluation.delta_m(mtl, base, **kwargs)
+
+
+def test_results_table_text_and_dataframe():
+    text = evaluation.results_table(EQUAL, SINGLE_TASK)
+    lines = text.splitlines()
+    assert lines[0].split() == [
+        "task",
+        "metric",
+        "better",
+        "single-task",
+        "multi-task",
+        "multi-task",
+        "change",
+        "%",
+    ]
+    left = lines[2].split()
+    assert left[:3] == ["left", "accuracy", "higher"]
+    assert [float(v) for v in left[3:]] == pytest.approx(
+        [97.23, 96.46, -0.79], abs=1e-2
+    )
+    assert lines[-1].split()[0] == "Delta_m%"
+    assert float(lines[-1].split()[-1]) == pytest.approx(-0.87, abs=1e-2)
+
+    table = evaluation.results_table(
+        {"equal": EQUAL, "mgda_ub": MGDA_UB},
+        SINGLE_TASK,
+        as_dataframe=True,
+    )
+    assert list(table.columns) == [
+        "task",
+        "metric",
+        "better",
+        "single-task",
+        "equal",
+        "equal change %",
+        "mgda_ub",
+        "mgda_ub change %",
+    ]
+    assert list(table["task"]) == ["left", "right", "Delta_m%"]
+    assert table["equal"][1] == pytest.approx(94.99)
+    assert table["equal change %"][2] == pytest.approx(
+        evaluation.delta_m(EQUAL, SINGLE_TASK)
+    )
+    assert table["mgda_ub change %"][2] == pytest.approx(50 * 0.03 / 97.23)
+    with pytest.raises(ValueError, match="every task"):
+        evaluation.results_table({"left": {"accuracy": 1.0}}, SINGLE_TASK)
+
+
+def test_results_table_without_pandas(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    assert "Delta_m%" in evaluation.results_table(EQUAL, SINGLE_TASK)
+    with pytest.raises(ImportError, match="needs pandas"):
+        evaluation.results_table(EQUAL, SINGLE_TASK, as_dataframe=True)
+
+
+def test_task_results_from_logs():
+    logs = {
+        "loss": 3.0,
+        "a_loss": 1.0,
+        "a_accuracy": 0.5,
+        "a_b_loss": 2.0,
+        "a_weight": 0.3,
+        "val_a_loss": 1.5,
+        "val_a_b_loss": 2.5,
+    }
+    assert evaluation.task_results_from_logs(logs, ["a", "a_b"]) == {
+        "a": {"loss": 1.0, "accuracy": 0.5},
+        "a_b": {"loss": 2.0},
+    }
+    assert evaluation.task_results_from_logs(
+        logs, ["a", "a_b"], prefix="val_"
+    ) == {"a": {"loss": 1.5}, "a_b": {"loss": 2.5}}
+    # A single-output Keras model does not prefix its metrics.
+    assert evaluation.task_results_from_logs(
+        {"loss": 1.0, "mae": 0.5, "reg_loss": 1.0}, ["reg"]
+    ) == {"reg": {"loss": 1.0, "mae": 0.5}}
+
+
+def _linear_trunk_model():
+    """Trunk h = x w (w shared, 2 -> 1); heads y_t = h (kernel 1, bias 0)."""
+    inputs = keras.Input((2,))
+    tasks = [keras_mtl.Task(n) for n in ("a", "b", "c", "d")]
+    trunk = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")
+    model = keras_mtl.build_mtl_model(inputs, tasks, trunk=trunk)
+    for name in model.task_names:
+        model.get_layer(name).set_weights([np.ones((1, 1)), np.zeros(1)])
+    model.compile(optimizer="sgd")
+    return model
+
+
+def test_gradient_cosine_similarity_by_hand():
+    # With x = I, prediction p = (1, 1) and residuals r_t = p - y_t, the
+    # gradient of task t's MSE on w is (2/2) * r_t: residuals (1, 0), (0, 1),
+    # (1, 1) and (-1, 0) give cosines 0, 1/sqrt(2), -1, ...
+    model = _linear_trunk_model()
+    assert len(model.shared_variables) == 1
+    x = np.eye(2, dtype="float32")
+    residuals = {"a": [1, 0], "b": [0, 1], "c": [1, 1], "d": [-1, 0]}
+    y = {
+        n: (1.0 - np.array(r, "float32"))[:, None] for n, r in residuals.items()
+    }
+    similarity = evaluation.gradient_cosine_similarity(model, x, y)
+    s = 1 / np.sqrt(2)
+    expected = [
+        [1, 0, s, -1],
+        [0, 1, s, 0],
+        [s, s, 1, -s],
+        [-1, 0, -s, 1],
+    ]
+    testing.assert_allclose(similarity, expected, atol=1e-6)
+    # Batches of one example: on x = e1 the gradients are (1, 0), 0, (1, 0),
+    # (-1, 0); on x = e2 they are 0, (0, 1), (0, 1), 0. A zero gradient
+    # scores 0, and the result is the mean of the per-batch cosines.
+    per_batch = evaluation.gradient_cosine_similarity(model, x, y, batch_size=1)
+    testing.assert_allclose(per_batch[0], [0.5, 0.0, 0.5, -0.5], atol=1e-6)
+    testing.assert_allclose(per_batch[1, 2], 0.5, atol=1e-6)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
+    testing.assert_allclose(
+        evaluation.gradient_cosine_similarity(model, dataset), expected, 1e-6
+    )
+
+
+def test_gradient_cosine_similarity_needs_shared_variables():
+    inputs = keras.Input((2,))
+    model = keras_mtl.build_mtl_model(
+        inputs, [keras_mtl.Task("a"), keras_mtl.Task("b")]
+    )
+    model.compile(optimizer="sgd")
+    x, y = np.ones((2, 2)), {"a": np.ones((2, 1)), "b": np.ones((2, 1))}
+    with pytest.raises(ValueError, match="no shared variables"):
+        evaluation.gradient_cosine_similarity(model, x, y)
+
+
+def test_single_task_baselines_same_trunk_and_budget():
+    x, y = testing.tiny_data(n=48)
+    x_val, y_val = testing.tiny_data(n=32, seed=1)
+    tasks = testing.tiny_tasks()
+    trunk = keras.layers.Dense(8, activation="relu", name="trunk")
+    results, models = evaluation.train_single_task_baselines(
+        tasks,
+        x,
+        y,
+        inputs=keras.Input((8,), name="x"),
+        trunk=trunk,
+        validation_data=(x_val, y_val),
+        epochs=2,
+        batch_size=16,
+        compile_kwargs={"run_eagerly": True},
+        return_models=True,
+    )
+    assert sorted(results) == sorted(models) == ["binary", "multi", "reg"]
+    assert sorted(results["reg"]) == ["loss", "mae"]
+    assert sorted(results["multi"]) == ["accuracy", "loss"]
+    kernels = []
+    for name, model in models.items():
+        assert model.task_names == [name]
+        # Same budget: 2 epochs of 3 batches each.
+        assert int(model.optimizer.iterations) == 6
+        assert model.get_layer("trunk").units == 8
+        kernels.append(model.get_layer("trunk").kernel)
+        again = evaluation.evaluate_tasks(model, x_val, {name: y_val[name]})
+        for metric, value in results[name].items():
+            assert again[name][metric] == pytest.approx(value, rel=1e-5)
+    # Each baseline has its own trunk, trained on its own task.
+    assert len({id(k) for k in kernels}) == 3
+    assert not np.allclose(kernels[0].numpy(), kernels[1].numpy())
+
+
+def test_single_task_baselines_from_build_fn_and_dataset():
+    x, y = testing.tiny_data(n=32)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    built = []
+
+    def build_fn(tasks):
+        built.append([t.name for t in tasks])
+        model = keras_mtl.build_mtl_model(keras.Input((8,)), tasks, [4])
+        model.compile(optimizer=keras.optimizers.SGD(0.01))
+        return model
+
+    results = evaluation.train_single_task_baselines(
+        testing.tiny_tasks()[:2], dataset, build_fn=build_fn
+    )
+    assert built == [["reg"], ["binary"]]
+    assert sorted(results) == ["binary", "reg"]
+    with pytest.raises(ValueError, match="`build_fn` or `inputs`"):
+        evaluation.train_single_task_baselines(testing.tiny_tasks(), x, y)
