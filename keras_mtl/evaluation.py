@@ -478,8 +478,6 @@ def task_results_from_logs(logs, task_names, prefix=""):
 
     Returns:
         dict `{task: {metric: value}}`. `<task>_weight` entries are left out.
-        With one task, unprefixed keys other than `loss` are that task's (a
-        single-output Keras model does not prefix its metric names).
 
     Example:
 
@@ -503,10 +501,6 @@ def task_results_from_logs(logs, task_names, prefix=""):
                 if metric != "weight":
                     results[name][metric] = value
                 break
-        else:
-            # Keras does not prefix the metrics of a single-output model.
-            if len(task_names) == 1 and key != "loss":
-                results[task_names[0]].setdefault(key, value)
     return results
 
 

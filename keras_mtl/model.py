@@ -371,6 +371,19 @@ class MTLModel(keras.Model):
             return callbacks
         return [hook] + (keras.tree.flatten(callbacks) if callbacks else [])
 
+    def get_metrics_result(self):
+        # Keras drops the output name from metric names when there is one
+        # output; keep `<task>_<metric>` for every task count.
+        prefix = f"{self.task_names[0]}_" if len(self._tasks) == 1 else ""
+        results = {}
+        for metric in self.metrics:
+            result = metric.result()
+            if isinstance(result, dict):
+                results.update({prefix + k: v for k, v in result.items()})
+            else:
+                results[metric.name] = result
+        return results
+
     def train_step(self, data):
         if self.weighting.custom_train_step:
             return self.weighting.train_step(self, data)

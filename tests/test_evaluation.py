@@ -191,9 +191,8 @@ def test_task_results_from_logs():
     assert evaluation.task_results_from_logs(
         logs, ["a", "a_b"], prefix="val_"
     ) == {"a": {"loss": 1.5}, "a_b": {"loss": 2.5}}
-    # A single-output Keras model does not prefix its metrics.
     assert evaluation.task_results_from_logs(
-        {"loss": 1.0, "mae": 0.5, "reg_loss": 1.0}, ["reg"]
+        {"loss": 1.0, "reg_mae": 0.5, "reg_loss": 1.0}, ["reg"]
     ) == {"reg": {"loss": 1.0, "mae": 0.5}}
 
 

@@ -272,3 +272,26 @@ def test_xla_matches_eager():
         results.append([v.numpy() for v in model.trainable_variables])
     for a, b in zip(*results):
         testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_single_task_logs_keep_the_task_prefix():
+    inputs = keras.Input((8,))
+    task = keras_mtl.Task("only", metrics=["mae"])
+    model = keras_mtl.build_mtl_model(inputs, [task], trunk=[4])
+    model.compile(optimizer="sgd")
+    x, y = testing.tiny_data(n=16)
+    history = model.fit(
+        x,
+        {"only": y["reg"]},
+        validation_data=(x, {"only": y["reg"]}),
+        epochs=1,
+        verbose=0,
+    )
+    assert set(history.history) == {
+        "loss",
+        "only_loss",
+        "only_mae",
+        "val_loss",
+        "val_only_loss",
+        "val_only_mae",
+    }

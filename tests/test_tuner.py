@@ -186,9 +186,8 @@ def test_objective_callback_numbers():
         log_score.on_epoch_end(0, {**logs, "val_a_accuracy": 0.5})
     with pytest.raises(ValueError, match=r"lack \['a_accuracy'\]"):
         log_score.on_epoch_end(0, {"b_mae": 2.0})
-    # One task: Keras does not prefix a single output's metrics.
     single = MultiTaskObjective({"a": "accuracy"})
-    logs = {"accuracy": 0.5, "loss": 1.0, "val_accuracy": 0.25}
+    logs = {"a_accuracy": 0.5, "loss": 1.0, "val_a_accuracy": 0.25}
     single.on_epoch_end(0, logs)
     assert logs["val_mean_log_metric"] == pytest.approx(100 * math.log(0.25))
     revived = MultiTaskObjective.from_config(callback.get_config())
