@@ -160,6 +160,13 @@ class MTLModel(keras.Model):
         return shared, own
 
     @property
+    def static_loss_weights(self):
+        """The `(T,)` static loss weights resolved by `compile()`."""
+        if self._static_loss_weights is None:
+            raise RuntimeError("Call `compile()` before training the model.")
+        return list(self._static_loss_weights)
+
+    @property
     def tasks(self):
         return list(self._tasks)
 

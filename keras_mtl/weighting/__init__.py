@@ -2,19 +2,38 @@
 
 import keras
 
+from keras_mtl.weighting.aligned_mtl import AlignedMTL
 from keras_mtl.weighting.base import Weighting
+from keras_mtl.weighting.cagrad import CAGrad
 from keras_mtl.weighting.equal import EqualWeighting
 from keras_mtl.weighting.fixed import FixedWeighting
+from keras_mtl.weighting.gradient_base import GradientWeighting
+from keras_mtl.weighting.imtl_g import IMTLG
+from keras_mtl.weighting.mgda import MGDA
+from keras_mtl.weighting.nash_mtl import NashMTL
+from keras_mtl.weighting.pcgrad import PCGrad
 
 ALL_OBJECTS = {
     EqualWeighting,
     FixedWeighting,
+    MGDA,
+    PCGrad,
+    CAGrad,
+    IMTLG,
+    NashMTL,
+    AlignedMTL,
 }
 ALL_OBJECTS_DICT = {cls.__name__: cls for cls in ALL_OBJECTS}
 ALL_OBJECTS_DICT.update(
     {
         "equal": EqualWeighting,
         "fixed": FixedWeighting,
+        "mgda": MGDA,
+        "pcgrad": PCGrad,
+        "cagrad": CAGrad,
+        "imtl_g": IMTLG,
+        "nash_mtl": NashMTL,
+        "aligned_mtl": AlignedMTL,
     }
 )
 
