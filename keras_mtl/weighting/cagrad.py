@@ -76,11 +76,16 @@ class CAGrad(GradientWeighting):
         self.max_iterations = max_iterations
 
     def conflict_averse_weights(self, gram):
-        """The `(T,)` simplex weights `w` of the inner problem."""
+        """The `(T,)` simplex weights `w` of the inner problem.
+
+        Solved in float64: the objective is flat near its minimum, and in
+        float32 rounding alone would move the weights by about 1e-4.
+        """
         size = self.num_tasks
+        gram = tf.cast(gram, "float64")
         # The minimiser does not change with the scale of the Gram matrix.
         gram = gram / (tf.linalg.trace(gram) / size + 1e-20)
-        mean = tf.fill((size,), 1.0 / size)
+        mean = tf.fill((size,), tf.constant(1.0 / size, "float64"))
         towards_mean = tf.linalg.matvec(gram, mean)
         radius = self.c * tf.sqrt(tf.tensordot(mean, towards_mean, 1) + 1e-8)
 
@@ -90,9 +95,10 @@ class CAGrad(GradientWeighting):
             value = tf.tensordot(weights, towards_mean, 1) + radius * norm
             return value, towards_mean + radius * product / norm
 
-        return solvers.minimize_on_simplex(
+        weights = solvers.minimize_on_simplex(
             value_and_gradient, mean, self.max_iterations
         )
+        return tf.cast(weights, "float32")
 
     def combine(self, gram, task_losses, step=0):
         size = self.num_tasks

@@ -131,6 +131,6 @@ def minimize_on_simplex(value_and_gradient, start, max_iterations=200):
     _, weights, _, _ = tf.while_loop(
         lambda i, w, v, s: i < max_iterations,
         step,
-        (tf.constant(0), start, value, tf.constant(1.0)),
+        (tf.constant(0), start, value, tf.constant(1.0, start.dtype)),
     )
     return weights
