@@ -106,7 +106,9 @@ class CAGrad(GradientWeighting):
         mean = tf.fill((size,), 1.0 / size)
         mean_norm = tf.sqrt(tf.maximum(tf.reduce_sum(gram) / size**2, 0.0))
         gw_norm = tf.sqrt(
-            tf.maximum(tf.tensordot(weights, tf.linalg.matvec(gram, weights), 1), 0.0)
+            tf.maximum(
+                tf.tensordot(weights, tf.linalg.matvec(gram, weights), 1), 0.0
+            )
         )
         factor = self.c * mean_norm / (gw_norm + 1e-8)
         combined = mean + factor * weights

@@ -163,7 +163,7 @@ class GradientWeighting(Weighting):
 
     def build(self, input_shape):
         self.task_weights = self.add_weight(
-            shape=(self.num_tasks,),
+            shape=(input_shape[0],),
             initializer="ones",
             trainable=False,
             aggregation="only_first_replica",
@@ -244,7 +244,9 @@ class GradientWeighting(Weighting):
                 "combine task gradients; the model has none."
             )
         shared_ids = {id(v) for v in shared}
-        others = [v for v in model.trainable_variables if id(v) not in shared_ids]
+        others = [
+            v for v in model.trainable_variables if id(v) not in shared_ids
+        ]
         static = ops.convert_to_tensor(model.static_loss_weights, "float32")
         replicas = distribute.num_replicas()
         scale = ops.cast(optimizer.scale_loss(1.0), "float32")
@@ -262,7 +264,8 @@ class GradientWeighting(Weighting):
                 extra = ops.sum([ops.cast(v, "float32") for v in model.losses])
                 extra = extra / replicas
             scaled_losses = weighted * scale
-            scaled_total = (ops.sum(weighted) + extra) * scale
+            scaled_extra = extra * scale
+            scaled_total = ops.sum(weighted) * scale + scaled_extra
 
         global_losses = distribute.all_reduce_sum(weighted)
         if self.mode == "rep":
@@ -296,7 +299,7 @@ class GradientWeighting(Weighting):
                 for j in jacobians
             ]
         if model.losses:
-            regular = tape.gradient(extra * scale, shared)
+            regular = tape.gradient(scaled_extra, shared)
             shared_grads = [
                 g if r is None else g + r for g, r in zip(shared_grads, regular)
             ]

@@ -48,7 +48,6 @@ class IMTLG(GradientWeighting):
             + dots[1:, 1:]
         )
         target = dots[0, 0] - dots[0, 1:]
-        rest = solvers.solve(tf.transpose(system), target)
+        rest, ok = solvers.solve(tf.transpose(system), target)
         alpha = tf.concat([[1.0 - tf.reduce_sum(rest)], rest], axis=0)
-        fine = tf.reduce_all(tf.math.is_finite(alpha))
-        return tf.where(fine, alpha, tf.fill((size,), 1.0 / size))
+        return tf.where(ok, alpha, tf.fill((size,), 1.0 / size))

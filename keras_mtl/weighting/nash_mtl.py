@@ -87,7 +87,7 @@ class NashMTL(GradientWeighting):
         def step_fn(iteration, alpha):
             gradient = tf.linalg.matvec(gram, alpha) - 1.0 / alpha
             hessian = gram + tf.linalg.diag(1.0 / (alpha * alpha))
-            newton = solvers.solve(hessian, gradient)
+            newton, _ = solvers.solve(hessian, gradient, rcond=0.0)
             decrement = tf.sqrt(
                 tf.maximum(tf.tensordot(gradient, newton, 1), 0.0)
             )

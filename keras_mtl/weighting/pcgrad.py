@@ -78,9 +78,7 @@ class PCGrad(GradientWeighting):
         squared_norms = tf.maximum(tf.linalg.diag_part(gram), 1e-20)
         for position in range(size):
             other = orders[:, position]
-            dots = tf.reduce_sum(
-                coefficients * tf.gather(gram, other), axis=1
-            )
+            dots = tf.reduce_sum(coefficients * tf.gather(gram, other), axis=1)
             project = tf.logical_and(dots < 0.0, other != rows)
             amount = tf.where(
                 project, dots / tf.gather(squared_norms, other), 0.0

@@ -8,11 +8,24 @@ compiles with XLA.
 import tensorflow as tf
 
 
-def solve(matrix, vector):
-    """Solves `matrix @ x = vector` by LU; never raises on a singular
-    matrix (the result is then not finite, for the caller to check)."""
-    lu, permutation = tf.linalg.lu(matrix)
-    return tf.linalg.lu_solve(lu, permutation, vector[:, None])[:, 0]
+def solve(matrix, vector, rcond=1e-6):
+    """Solves `matrix @ x = vector` by QR, without raising when singular.
+
+    Returns:
+        `(x, ok)`: the solution and a boolean scalar, false when the matrix
+        is singular to `rcond` (relative to its largest pivot) or the
+        solution is not finite.
+    """
+    q, r = tf.linalg.qr(matrix)
+    pivots = tf.abs(tf.linalg.diag_part(r))
+    solution = tf.linalg.triangular_solve(
+        r, tf.matmul(q, vector[:, None], transpose_a=True), lower=False
+    )[:, 0]
+    ok = tf.logical_and(
+        tf.reduce_min(pivots) > rcond * tf.reduce_max(pivots),
+        tf.reduce_all(tf.math.is_finite(solution)),
+    )
+    return solution, ok
 
 
 def project_to_simplex(vector):
@@ -54,10 +67,11 @@ def min_norm_two(gram):
 def min_norm_frank_wolfe(gram, max_iterations=250, tolerance=1e-5):
     """Minimum-norm point of the convex hull of the gradients.
 
-    Frank-Wolfe on the simplex with the exact line search of Sener &
-    Koltun (2018): each step moves towards the vertex `e_t` with the least
-    `(G G^T w)_t`. Starts from equal weights and stops when the weights
-    change by less than `tolerance` (L1) or after `max_iterations` steps.
+    As in Sener & Koltun (2018): start from the best two-task solution over
+    all pairs, then Frank-Wolfe on the simplex with exact line search, each
+    step moving towards the vertex `e_t` with the least `(G G^T w)_t`. Stops
+    when the weights change by less than `tolerance` (L1) or after
+    `max_iterations` steps.
 
     Args:
         gram: `(T, T)` Gram matrix.
@@ -68,7 +82,23 @@ def min_norm_frank_wolfe(gram, max_iterations=250, tolerance=1e-5):
         `(T,)` weights on the simplex.
     """
     size = gram.shape[0]
-    start = tf.fill((size,), 1.0 / size)
+    diagonal = tf.linalg.diag_part(gram)
+    rows, columns = diagonal[:, None], diagonal[None, :]
+    denominator = rows - 2.0 * gram + columns
+    safe = tf.where(denominator > 1e-20, denominator, 1.0)
+    share = tf.clip_by_value((columns - gram) / safe, 0.0, 1.0)
+    share = tf.where(denominator > 1e-20, share, 1.0)
+    value = (
+        share**2 * rows
+        + 2.0 * share * (1.0 - share) * gram
+        + (1.0 - share) ** 2 * columns
+    )
+    best = tf.argmin(tf.reshape(value, (-1,)), output_type=tf.int32)
+    first, second = best // size, best % size
+    pair_share = tf.reshape(share, (-1,))[best]
+    start = pair_share * tf.one_hot(first, size) + (
+        1.0 - pair_share
+    ) * tf.one_hot(second, size)
 
     def step(iteration, weights, change):
         product = tf.linalg.matvec(gram, weights)
