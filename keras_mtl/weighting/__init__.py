@@ -13,6 +13,22 @@ from keras_mtl.weighting.mgda import MGDA
 from keras_mtl.weighting.nash_mtl import NashMTL
 from keras_mtl.weighting.pcgrad import PCGrad
 
+__all__ = [
+    "AlignedMTL",
+    "CAGrad",
+    "EqualWeighting",
+    "FixedWeighting",
+    "GradientWeighting",
+    "IMTLG",
+    "MGDA",
+    "NashMTL",
+    "PCGrad",
+    "Weighting",
+    "deserialize",
+    "get",
+    "serialize",
+]
+
 ALL_OBJECTS = {
     EqualWeighting,
     FixedWeighting,
