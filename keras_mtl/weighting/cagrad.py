@@ -5,6 +5,43 @@ from keras_mtl.weighting import solvers
 from keras_mtl.weighting.gradient_base import GradientWeighting
 
 
+def _two_task_weights(gram, towards_mean, radius):
+    """Exact inner solution for two tasks, `w = (t, 1 - t)`.
+
+    The objective is `b t + r sqrt(A t^2 + B t + C)` plus a constant; its
+    stationary points solve a quadratic. The minimum is at one of them or
+    at an end of [0, 1]: all four are evaluated.
+    """
+    slope = towards_mean[0] - towards_mean[1]
+    a = gram[0, 0] - 2.0 * gram[0, 1] + gram[1, 1]
+    b = 2.0 * (gram[0, 1] - gram[1, 1])
+    c = gram[1, 1]
+    r2, s2 = radius * radius, slope * slope
+    # r^2 (2 A t + B)^2 = 4 s^2 (A t^2 + B t + C)
+    qa = 4.0 * a * (r2 * a - s2)
+    qb = 4.0 * b * (r2 * a - s2)
+    qc = r2 * b * b - 4.0 * s2 * c
+    root = tf.sqrt(tf.maximum(qb * qb - 4.0 * qa * qc, 0.0))
+    safe = tf.where(tf.abs(qa) > 1e-30, qa, 1.0)
+    candidates = tf.stack(
+        [
+            tf.constant(0.0, gram.dtype),
+            tf.constant(1.0, gram.dtype),
+            (-qb + root) / (2.0 * safe),
+            (-qb - root) / (2.0 * safe),
+        ]
+    )
+    candidates = tf.clip_by_value(
+        tf.where(tf.math.is_finite(candidates), candidates, 0.0), 0.0, 1.0
+    )
+    norms = tf.sqrt(
+        tf.maximum(a * candidates**2 + b * candidates + c, 0.0) + 1e-8
+    )
+    values = slope * candidates + radius * norms
+    best = candidates[tf.argmin(values)]
+    return tf.stack([best, 1.0 - best])
+
+
 @keras.saving.register_keras_serializable(package="keras_mtl")
 class CAGrad(GradientWeighting):
     """Conflict-averse gradient descent.
@@ -95,9 +132,12 @@ class CAGrad(GradientWeighting):
             value = tf.tensordot(weights, towards_mean, 1) + radius * norm
             return value, towards_mean + radius * product / norm
 
-        weights = solvers.minimize_on_simplex(
-            value_and_gradient, mean, self.max_iterations
-        )
+        if size == 2:
+            weights = _two_task_weights(gram, towards_mean, radius)
+        else:
+            weights = solvers.minimize_on_simplex(
+                value_and_gradient, mean, self.max_iterations
+            )
         return tf.cast(weights, "float32")
 
     def combine(self, gram, task_losses, step=0):
