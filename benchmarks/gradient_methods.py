@@ -49,9 +49,7 @@ def _plain_keras(num_tasks):
         for i in range(num_tasks)
     }
     model = keras.Model(inputs, outputs)
-    model.compile(
-        optimizer="adam", loss={name: "mse" for name in outputs}
-    )
+    model.compile(optimizer="adam", loss={name: "mse" for name in outputs})
     return model
 
 
@@ -69,8 +67,12 @@ def _mtl(num_tasks, weighting):
 
 def _measure(model, x, y, steps):
     """Seconds per step and peak step memory (bytes) after a warm-up."""
-    model.fit(x[: 2 * BATCH], {k: v[: 2 * BATCH] for k, v in y.items()},
-              batch_size=BATCH, verbose=0)
+    model.fit(
+        x[: 2 * BATCH],
+        {k: v[: 2 * BATCH] for k, v in y.items()},
+        batch_size=BATCH,
+        verbose=0,
+    )
     before = tf.config.experimental.get_memory_info("CPU:0")["current"]
     tf.config.experimental.reset_memory_stats("CPU:0")
     start = time.perf_counter()
