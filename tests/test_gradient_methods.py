@@ -311,14 +311,15 @@ def test_rep_mode_needs_one_shared_representation():
         model.fit(*data, verbose=0)
 
 
-def test_mixed_precision_unscales_gradients():
+@pytest.mark.parametrize("mode", ["param", "rep"])
+def test_mixed_precision_unscales_gradients(mode):
     x, y = testing.tiny_data(n=32)
     found = []
     for policy in ["float32", "mixed_float16"]:
         keras.config.set_dtype_policy(policy)
         keras.utils.set_random_seed(5)
         model = testing.tiny_model(
-            weighting=NashMTL(normalize=False), trunk=(16,)
+            weighting=NashMTL(normalize=False, mode=mode), trunk=(16,)
         )
         model.fit(x, y, batch_size=32, verbose=0)
         found.append(model.weighting.task_weights.numpy())
