@@ -5,7 +5,6 @@ the update is the method's combination of the two objectives' gradients.
 The Pareto set is x2 = -8.3552, x1 in [-7, 7].
 """
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -67,6 +66,7 @@ def descend(method, start, steps=STEPS, learning_rate=1e-3):
     return run(tf.constant(start, tf.float32)).numpy()
 
 
+@pytest.mark.slow
 def test_equal_weighting_misses_the_pareto_set():
     ends = [descend(None, start) for start in STARTS]
     misses = [abs(end[1] - PARETO_X2) > 1.0 for end in ends]
