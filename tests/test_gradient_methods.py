@@ -31,7 +31,8 @@ def _weights(method, gradients, losses=None):
     method.set_tasks([f"t{i}" for i in range(size)])
     gram = tf.constant(gradients @ gradients.T)
     losses = tf.ones((size,)) if losses is None else tf.constant(losses)
-    return method.combine(gram, tf.cast(losses, "float32")).numpy()
+    combine = tf.function(method.combine)
+    return combine(gram, tf.cast(losses, "float32")).numpy()
 
 
 @pytest.mark.parametrize("alias", sorted(ALIASES))

@@ -191,8 +191,12 @@ class GradientWeighting(Weighting):
             f"{type(self).__name__} must implement `combine`."
         )
 
-    def _split(self, model):
-        if self._rep_split is None:
+    def _split(self, model, required=True):
+        """The trunk/heads split, or `None` when the model has none and
+        `required` is false (soft sharing in `param` mode)."""
+        if self._rep_split is False and not required:
+            return None
+        if not self._rep_split:
             representation = _shared_representation(model)
             shared = {id(v) for v in model.shared_variables}
             trunk = heads = None
@@ -205,6 +209,9 @@ class GradientWeighting(Weighting):
             if heads is None or shared != {
                 id(v) for v in trunk.trainable_variables
             }:
+                if not required:
+                    self._rep_split = False
+                    return None
                 raise ValueError(
                     f"`mode='rep'` of {type(self).__name__} needs one shared "
                     "representation that every task head reads and that "
@@ -213,6 +220,37 @@ class GradientWeighting(Weighting):
                 )
             self._rep_split = _RepSplit(trunk, heads)
         return self._rep_split
+
+    def representation_gradients(self, tape, task_terms, representation):
+        """`(T, *representation.shape)` gradients of each task's loss.
+
+        One backward pass per task through its own head only (the other
+        heads do not depend on it), so together they cost one backward
+        pass through the heads, and memory grows with T times the
+        representation, not T times all the heads.
+        """
+        gradients = []
+        for term in task_terms:
+            gradient = tape.gradient(term, representation)
+            if gradient is None:
+                gradient = tf.zeros_like(representation)
+            gradients.append(gradient)
+        return tf.stack(gradients)
+
+    def trunk_gradients(self, tape, representation, jacobian, shared):
+        """Per-task gradients of the shared variables from those of the
+        representation: one vectorised backward pass through the trunk."""
+
+        def backward(output_gradient):
+            gradients = tape.gradient(
+                representation, shared, output_gradients=output_gradient
+            )
+            return [
+                tf.zeros_like(v) if g is None else g
+                for g, v in zip(gradients, shared)
+            ]
+
+        return tf.vectorized_map(backward, jacobian)
 
     def per_task_gradients(self, tape, task_losses, sources):
         """Jacobians of the `(T,)` losses recorded on a persistent `tape`.
@@ -250,9 +288,9 @@ class GradientWeighting(Weighting):
         static = ops.convert_to_tensor(model.static_loss_weights, "float32")
         replicas = distribute.num_replicas()
         scale = ops.cast(optimizer.scale_loss(1.0), "float32")
+        split = self._split(model, required=self.mode == "rep")
         with tf.GradientTape(persistent=True) as tape:
-            if self.mode == "rep":
-                split = self._split(model)
+            if split is not None:
                 representation = split.trunk(x, training=True)
                 y_pred = split.heads(representation, training=True)
             else:
@@ -266,17 +304,23 @@ class GradientWeighting(Weighting):
             scaled_losses = weighted * scale
             scaled_extra = extra * scale
             scaled_total = ops.sum(weighted) * scale + scaled_extra
+            task_terms = [scaled_losses[i] for i in range(self.num_tasks)]
 
         global_losses = distribute.all_reduce_sum(weighted)
+        if split is not None:
+            jacobian = self.representation_gradients(
+                tape, task_terms, representation
+            )
         if self.mode == "rep":
-            jacobian = self.per_task_gradients(
-                tape, scaled_losses, [representation]
-            )[0]
             gram = _all_reduce_sum(_flat_gram([jacobian]))
         else:
-            jacobians = _all_reduce_sum(
-                self.per_task_gradients(tape, scaled_losses, shared)
-            )
+            if split is not None:
+                jacobians = self.trunk_gradients(
+                    tape, representation, jacobian, shared
+                )
+            else:
+                jacobians = self.per_task_gradients(tape, scaled_losses, shared)
+            jacobians = _all_reduce_sum(jacobians)
             gram = _flat_gram(jacobians)
         gram = gram / (scale * scale)
         if self.num_tasks == 1:
