@@ -89,9 +89,14 @@ class GradientWeighting(Weighting):
     its (statically weighted) loss: with respect to the shared parameters
     (`mode="param"`) or to the shared representation, the tensor that
     every task head reads (`mode="rep"`, as in MGDA-UB: one backward pass
-    through the trunk instead of T). The per-task gradients come from one
-    vectorised Jacobian of the stacked task losses (`tf.GradientTape.
-    jacobian` with `pfor`), not from T Python-level backward passes.
+    through the trunk instead of T). When the model has such a
+    representation (hard sharing), each task's gradient with respect to it
+    costs a backward pass through that task's head alone, and `param` mode
+    then pushes the T of them through the trunk in one vectorised backward
+    pass (`tf.vectorized_map`); otherwise (soft sharing) the per-task
+    gradients come from one vectorised Jacobian of the stacked task losses
+    (`tf.GradientTape.jacobian` with `pfor`). Neither runs T full backward
+    passes.
 
     Under `tf.distribute` every `g_i` is summed over the replicas *before*
     the method sees it, so N replicas make the same update as one device
@@ -122,8 +127,9 @@ class GradientWeighting(Weighting):
             parameters) or `"rep"` (with respect to the shared
             representation). Defaults to `"param"`.
         parallel_tasks: int or `None`. How many task gradients the
-            vectorised Jacobian computes at once; bounds memory for many
-            tasks. Defaults to `None` (all at once).
+            vectorised Jacobian computes at once (models without one
+            shared representation); bounds memory for many tasks. Defaults
+            to `None` (all at once).
         log_weights: bool. Whether to log `<task>_weight`. Defaults to
             `True`.
         **kwargs: Base layer keyword arguments, such as `name`.
