@@ -339,3 +339,37 @@ def test_jit_compile_without_strategy():
         model.fit(x, y, batch_size=32, verbose=0)
         found.append(model.weighting.task_weights.numpy())
     testing.assert_allclose(found[1], found[0], rtol=1e-4)
+
+
+def test_param_mode_without_one_shared_representation():
+    # Head "b" also reads the inputs: the per-task gradients come from the
+    # stacked-loss Jacobian; unit weights must still give the equal step.
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    labels = {"a": x[:, :1] * 2.0, "b": x[:, 1:2] - x[:, 2:3]}
+    models = []
+    for weighting in ["equal", SumOfGradients()]:
+        keras.utils.set_random_seed(5)
+        inputs = keras.Input((4,))
+        trunk = keras.layers.Dense(3, name="trunk")(inputs)
+        both = keras.layers.Concatenate()([trunk, inputs])
+        outputs = {
+            "a": keras.layers.Dense(1, name="a")(trunk),
+            "b": keras.layers.Dense(1, name="b")(both),
+        }
+        model = keras_mtl.MTLModel(
+            inputs,
+            outputs,
+            tasks=[keras_mtl.Task("a"), keras_mtl.Task("b")],
+            weighting=weighting,
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+        if models:
+            reference = models[0].trainable_variables
+            for a, b in zip(model.trainable_variables, reference):
+                a.assign(b)
+        models.append(model)
+    for model in models:
+        model.fit(x, labels, batch_size=8, verbose=0)
+    pairs = zip(models[0].trainable_variables, models[1].trainable_variables)
+    for a, b in pairs:
+        testing.assert_allclose(a, b, atol=1e-6, msg=a.path)
