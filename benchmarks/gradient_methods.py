@@ -10,7 +10,11 @@ Peak memory is the TensorFlow CPU allocator's peak during the timed steps
 above what was allocated before them (`TF_CPU_ALLOCATOR_USE_BFC=true`, set
 here before TensorFlow starts).
 
-Run: `python benchmarks/gradient_methods.py [--tasks 2 10 40] [--steps 20]`
+Step time is the best of `--repeats` epochs of `--steps` steps (the
+machine may be shared). `equal` is keras-mtl's own loss-level path.
+
+Run: `PYTHONPATH=. python benchmarks/gradient_methods.py [--tasks 2 10 40]
+[--steps 20] [--repeats 3]`
 """
 
 import argparse
@@ -86,17 +90,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, nargs="+", default=[2, 10, 40])
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     print(
         f"trunk {INPUT_DIM}-{WIDTH}-{WIDTH}, batch {BATCH}, Adam, "
-        f"{args.steps} timed steps; ratios to plain Keras equal weighting"
+        f"best of {args.repeats} x {args.steps} steps; ratios to plain "
+        "Keras equal weighting"
     )
     print(f"{'T':>3} {'method':<12} {'mode':<6} {'time':>7} {'memory':>7}")
     for num_tasks in args.tasks:
         x, y = _data(num_tasks, args.steps)
         keras.utils.set_random_seed(0)
         base_time, base_memory = _measure(
-            _plain_keras(num_tasks), x, y, args.steps
+            _plain_keras(num_tasks), x, y, args.steps, args.repeats
         )
         print(
             f"{num_tasks:>3} {'keras':<12} {'-':<6} "
@@ -111,7 +117,7 @@ def main():
             if mode != "-":
                 weighting.mode = mode
             seconds, memory = _measure(
-                _mtl(num_tasks, weighting), x, y, args.steps
+                _mtl(num_tasks, weighting), x, y, args.steps, args.repeats
             )
             print(
                 f"{num_tasks:>3} {name:<12} {mode:<6} "
