@@ -6,6 +6,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from keras_mtl import data  # noqa: E402
 from keras_mtl import distribute  # noqa: E402
+from keras_mtl import layers  # noqa: E402
 from keras_mtl import sharing  # noqa: E402
 from keras_mtl import weighting  # noqa: E402
 from keras_mtl.builder import build_mtl_model  # noqa: E402
@@ -19,6 +20,7 @@ __all__ = [
     "build_mtl_model",
     "data",
     "distribute",
+    "layers",
     "sharing",
     "weighting",
     "__version__",

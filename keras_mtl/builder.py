@@ -54,7 +54,10 @@ def build_mtl_model(
             network: hidden sizes of ReLU `Dense` layers, or a layer/model
             called on the inputs. Defaults to `None` (heads on the inputs).
         sharing: str or `keras_mtl.sharing.Sharing`. How tasks share the
-            trunk. Defaults to `"hard"`: one trunk for all tasks.
+            trunk: `"hard"` (one trunk for all tasks), `"cross_stitch"`,
+            `"soft"`, `"mmoe"`, `"ple"`, or an instance such as
+            `keras_mtl.sharing.MMoESharing(num_experts=8)` for other
+            arguments. Defaults to `"hard"`.
         weighting: str, `{task: weight}` dict or
             `keras_mtl.weighting.Weighting`. How the task losses are combined
             in training. Defaults to `"equal"`: their sum.

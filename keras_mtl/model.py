@@ -33,6 +33,17 @@ def check_tasks(tasks):
     return list(tasks)
 
 
+class _WeightingEpochEnd(keras.callbacks.Callback):
+    """Tells the model's weighting method that a training epoch ended."""
+
+    def __init__(self, weighting):
+        super().__init__()
+        self.weighting = weighting
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weighting.on_epoch_end()
+
+
 def _per_task(value, names, what):
     """Spreads a compile argument over tasks: dict, list or one value."""
     if value is None:
@@ -349,6 +360,28 @@ class MTLModel(keras.Model):
         return super().compute_metrics(
             x, labels["y"], y_pred, sample_weight=labels["weight"]
         )
+
+    def fit(self, *args, **kwargs):
+        """`keras.Model.fit`, which also tells the weighting about epochs.
+
+        A callback that calls `self.weighting.on_epoch_end()` runs first
+        among the callbacks at each epoch end, so that checkpoints such as
+        `BackupAndRestore` see the weighting state of the next epoch.
+        """
+        if len(args) > 5:  # `callbacks` is the sixth argument of `fit`
+            args = list(args)
+            args[5] = self._with_epoch_hook(args[5])
+        else:
+            kwargs["callbacks"] = self._with_epoch_hook(kwargs.get("callbacks"))
+        return super().fit(*args, **kwargs)
+
+    def _with_epoch_hook(self, callbacks):
+        hook = _WeightingEpochEnd(self.weighting)
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            hook.set_model(self)
+            callbacks.callbacks.insert(0, hook)
+            return callbacks
+        return [hook] + (keras.tree.flatten(callbacks) if callbacks else [])
 
     def train_step(self, data):
         if self.weighting.custom_train_step:

@@ -257,3 +257,18 @@ def test_shared_and_task_variables():
     assert not any(
         v in model.shared_variables for v in model.weighting.variables
     )
+
+
+def test_xla_matches_eager():
+    x, y = testing.tiny_data(n=32)
+    y["reg"][::4] = np.nan
+    results = []
+    for jit_compile in (False, True):
+        keras.utils.set_random_seed(0)
+        model = testing.tiny_model()
+        model.compile(optimizer="sgd", jit_compile=jit_compile)
+        assert model.jit_compile == jit_compile
+        model.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+        results.append([v.numpy() for v in model.trainable_variables])
+    for a, b in zip(*results):
+        testing.assert_allclose(a, b, atol=1e-5)

@@ -120,11 +120,9 @@ def run_layer_test(
     def shapes_of(x):
         return keras.tree.map_structure(lambda t: tuple(t.shape), x)
 
-    def batchless(x):
-        return keras.tree.map_structure(
-            lambda s: (None,) + tuple(s[1:]),
-            x,
-            none_is_leaf=False,
+    def batchless(shapes):
+        return keras.tree.map_shape_structure(
+            lambda s: (None,) + tuple(s[1:]), shapes
         )
 
     expected = keras.tree.map_shape_structure(tuple, expected_output_shape)

@@ -5,24 +5,34 @@ import keras
 from keras_mtl.weighting.aligned_mtl import AlignedMTL
 from keras_mtl.weighting.base import Weighting
 from keras_mtl.weighting.cagrad import CAGrad
+from keras_mtl.weighting.dynamic_weight_average import DynamicWeightAverage
 from keras_mtl.weighting.equal import EqualWeighting
+from keras_mtl.weighting.famo import FAMO
 from keras_mtl.weighting.fixed import FixedWeighting
+from keras_mtl.weighting.grad_norm import GradNorm
 from keras_mtl.weighting.gradient_base import GradientWeighting
 from keras_mtl.weighting.imtl_g import IMTLG
 from keras_mtl.weighting.mgda import MGDA
 from keras_mtl.weighting.nash_mtl import NashMTL
 from keras_mtl.weighting.pcgrad import PCGrad
+from keras_mtl.weighting.random_loss import RandomLossWeighting
+from keras_mtl.weighting.uncertainty import UncertaintyWeighting
 
 __all__ = [
     "AlignedMTL",
     "CAGrad",
+    "DynamicWeightAverage",
     "EqualWeighting",
+    "FAMO",
     "FixedWeighting",
+    "GradNorm",
     "GradientWeighting",
     "IMTLG",
     "MGDA",
     "NashMTL",
     "PCGrad",
+    "RandomLossWeighting",
+    "UncertaintyWeighting",
     "Weighting",
     "deserialize",
     "get",
@@ -32,6 +42,11 @@ __all__ = [
 ALL_OBJECTS = {
     EqualWeighting,
     FixedWeighting,
+    UncertaintyWeighting,
+    DynamicWeightAverage,
+    RandomLossWeighting,
+    GradNorm,
+    FAMO,
     MGDA,
     PCGrad,
     CAGrad,
@@ -50,6 +65,14 @@ ALL_OBJECTS_DICT.update(
         "imtl_g": IMTLG,
         "nash_mtl": NashMTL,
         "aligned_mtl": AlignedMTL,
+        "uncertainty": UncertaintyWeighting,
+        "dwa": DynamicWeightAverage,
+        "dynamic_weight_average": DynamicWeightAverage,
+        "rlw": RandomLossWeighting,
+        "random_loss_weighting": RandomLossWeighting,
+        "gradnorm": GradNorm,
+        "grad_norm": GradNorm,
+        "famo": FAMO,
     }
 )
 
@@ -82,6 +105,7 @@ def get(identifier):
 
     ```python
     keras_mtl.weighting.get("equal")
+    keras_mtl.weighting.get("uncertainty")
     keras_mtl.weighting.get({"price": 1.0, "churn": 0.5})
     ```
     """

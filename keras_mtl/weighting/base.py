@@ -25,6 +25,11 @@ class Weighting(keras.layers.Layer):
     losses after the step) set `custom_train_step = True` and implement
     `train_step(model, data)`, which `MTLModel.train_step` then calls.
 
+    Methods that work on epoch statistics override `on_epoch_end()`:
+    `MTLModel.fit` calls it after each training epoch (after validation,
+    before the user's callbacks, so that `BackupAndRestore` saves the state
+    of the new epoch). A custom training loop calls it itself.
+
     Args:
         log_weights: bool. Whether the model logs each task's weight as
             `<task>_weight` (the mean over the epoch). Defaults to `True`.
@@ -72,6 +77,9 @@ class Weighting(keras.layers.Layer):
     def compute_weights(self, task_losses, training=False):
         """Returns the `(T,)` weights of the task losses. Defaults to ones."""
         return ops.ones_like(task_losses)
+
+    def on_epoch_end(self):
+        """Called by `MTLModel.fit` at the end of each training epoch."""
 
     def call(self, task_losses, training=False):
         weights = ops.cast(

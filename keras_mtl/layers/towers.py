@@ -1,0 +1,111 @@
+"""Builds the sub-networks (towers, experts) that sharing layers hold."""
+
+import keras
+from keras import ops
+
+
+def check_tower_spec(spec, argument):
+    """Raises unless `spec` is a list of hidden sizes or a Keras layer."""
+    if isinstance(spec, keras.layers.Layer):
+        return spec
+    if (
+        isinstance(spec, (list, tuple))
+        and spec
+        and all(
+            isinstance(u, int) and not isinstance(u, bool) and u >= 1
+            for u in spec
+        )
+    ):
+        return list(spec)
+    raise TypeError(
+        f"`{argument}` must be a non-empty list of hidden sizes (ints >= 1) "
+        f"or a keras Layer. Received: {argument}={spec!r}"
+    )
+
+
+def plain_config(config):
+    """A copy of a serialized config with no object-sharing marks.
+
+    Inside `.keras` loading, Keras marks objects serialized twice as one
+    shared object; clones must stay distinct, so the marks go.
+    """
+    if isinstance(config, dict):
+        return {
+            k: plain_config(v)
+            for k, v in config.items()
+            if k not in ("shared_object_id", "build_config")
+        }
+    if isinstance(config, (list, tuple)):
+        return type(config)(plain_config(v) for v in config)
+    return config
+
+
+def clone_layer(layer, name):
+    """A fresh, unbuilt copy of `layer` (a layer or its config) named `name`."""
+    if isinstance(layer, keras.layers.Layer):
+        layer = keras.layers.serialize(layer)
+    config = plain_config(layer)
+    config["config"] = dict(config["config"], name=name)
+    return keras.layers.deserialize(config)
+
+
+def make_tower(spec, name):
+    """A fresh tower from a spec: ReLU `Dense` sizes, or a layer to clone."""
+    if isinstance(spec, (keras.layers.Layer, dict)):
+        return clone_layer(spec, name)
+    return keras.Sequential(
+        [
+            keras.layers.Dense(units, activation="relu", name=f"dense_{i}")
+            for i, units in enumerate(spec)
+        ],
+        name=name,
+    )
+
+
+def serialize_tower_spec(spec):
+    if isinstance(spec, keras.layers.Layer):
+        return plain_config(keras.layers.serialize(spec))
+    return list(spec)
+
+
+def deserialize_tower_spec(spec):
+    if isinstance(spec, dict):
+        return keras.layers.deserialize(spec)
+    return spec
+
+
+def check_count(value, argument, minimum):
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(
+            f"`{argument}` must be an int >= {minimum}. "
+            f"Received: {argument}={value!r}"
+        )
+    return value
+
+
+def flat_size(shape, layer_name):
+    """Number of features per example of `shape`; raises if unknown."""
+    size = 1
+    for dim in shape[1:]:
+        if dim is None:
+            raise ValueError(
+                f"{layer_name} gates need inputs of known shape apart from "
+                f"the batch axis. Received input shape: {tuple(shape)}"
+            )
+        size *= dim
+    return size
+
+
+def gate_and_mix(gate_input, kernel, expert_outputs):
+    """Softmax gate on `gate_input`; mixes stacked `(batch, E, ...)` experts.
+
+    Returns `(mixture, gates)` with `gates` of shape `(batch, E)`.
+    """
+    flat = ops.reshape(gate_input, (ops.shape(gate_input)[0], -1))
+    gates = ops.softmax(ops.matmul(flat, ops.cast(kernel, flat.dtype)), -1)
+    gates = ops.cast(gates, expert_outputs.dtype)
+    # A batched matmul: einsum with an ellipsis is several times slower.
+    shape = ops.shape(expert_outputs)
+    experts = ops.reshape(expert_outputs, (shape[0], shape[1], -1))
+    mixture = ops.matmul(ops.expand_dims(gates, 1), experts)[:, 0]
+    return ops.reshape(mixture, (shape[0],) + tuple(shape[2:])), gates

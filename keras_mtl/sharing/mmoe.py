@@ -1,0 +1,55 @@
+from keras_mtl.layers.mmoe import MMoE
+from keras_mtl.layers.towers import check_count
+from keras_mtl.layers.towers import check_tower_spec
+from keras_mtl.sharing.base import Sharing
+from keras_mtl.sharing.base import merge_inputs
+
+
+def expert_spec(trunk, scheme):
+    if trunk is None:
+        raise ValueError(
+            f"`sharing='{scheme}'` builds its experts from the trunk, so it "
+            "needs one: a list of hidden sizes or a keras Layer. "
+            "Received: trunk=None"
+        )
+    return check_tower_spec(trunk, "trunk")
+
+
+class MMoESharing(Sharing):
+    """Multi-gate mixture of experts between the inputs and the heads.
+
+    Builds `num_experts` experts from the trunk spec (a ReLU MLP of those
+    sizes, or clones of the layer) in one `keras_mtl.layers.MMoE` layer
+    named `mmoe`, with one softmax gate per task. The inputs are merged into
+    one vector first if they are a dict or list. The gates can be read with
+    `keras_mtl.sharing.gate_model(model)`.
+
+    Args:
+        num_experts: int >= 1. Number of experts. Defaults to `4`.
+
+    Example:
+
+    ```python
+    model = keras_mtl.build_mtl_model(
+        inputs, tasks, trunk=[16],
+        sharing=keras_mtl.sharing.MMoESharing(num_experts=8))
+    ```
+
+    References:
+        - [Ma et al., 2018](https://doi.org/10.1145/3219819.3220007)
+    """
+
+    def __init__(self, num_experts=4):
+        self.num_experts = check_count(num_experts, "num_experts", 1)
+
+    def build(self, inputs, trunk, task_names):
+        expert = expert_spec(trunk, "mmoe")
+        layer = MMoE(
+            num_tasks=len(task_names),
+            num_experts=self.num_experts,
+            expert=expert,
+            return_gates=True,
+            name="mmoe",
+        )
+        outputs, _ = layer(merge_inputs(inputs))
+        return dict(zip(task_names, outputs))

@@ -1,0 +1,66 @@
+from keras_mtl.layers.cgc import CGC
+from keras_mtl.layers.towers import check_count
+from keras_mtl.sharing.base import Sharing
+from keras_mtl.sharing.base import merge_inputs
+from keras_mtl.sharing.mmoe import expert_spec
+
+
+class PLESharing(Sharing):
+    """Progressive layered extraction: stacked CGC levels of experts.
+
+    Each of the `num_levels` levels is a `keras_mtl.layers.CGC` named
+    `cgc_{level}`, whose experts are built from the trunk spec (a ReLU MLP
+    of those sizes, or clones of the layer): `num_task_experts` per task
+    and `num_shared_experts` shared. Lower levels also pass a shared output
+    up, gated over all their experts. `num_levels=1` is CGC alone. The
+    inputs are merged into one vector first if they are a dict or list.
+    The gates can be read with `keras_mtl.sharing.gate_model(model)`.
+
+    Args:
+        num_levels: int >= 1. Number of CGC levels. Defaults to `2`.
+        num_task_experts: int >= 0. Experts per task and level. Defaults to
+            `1`.
+        num_shared_experts: int >= 0. Shared experts per level. Defaults to
+            `1`.
+
+    Example:
+
+    ```python
+    model = keras_mtl.build_mtl_model(
+        inputs, tasks, trunk=[32],
+        sharing=keras_mtl.sharing.PLESharing(
+            num_levels=2, num_task_experts=1, num_shared_experts=2))
+    ```
+
+    References:
+        - [Tang et al., 2020](https://doi.org/10.1145/3383313.3412236)
+    """
+
+    def __init__(self, num_levels=2, num_task_experts=1, num_shared_experts=1):
+        self.num_levels = check_count(num_levels, "num_levels", 1)
+        self.num_task_experts = check_count(
+            num_task_experts, "num_task_experts", 0
+        )
+        self.num_shared_experts = check_count(
+            num_shared_experts, "num_shared_experts", 0
+        )
+        if num_task_experts + num_shared_experts < 1:
+            raise ValueError(
+                "PLE needs at least one expert per level. Received: "
+                "num_task_experts=0, num_shared_experts=0"
+            )
+
+    def build(self, inputs, trunk, task_names):
+        expert = expert_spec(trunk, "ple")
+        features = merge_inputs(inputs)
+        for level in range(self.num_levels):
+            features, _ = CGC(
+                num_tasks=len(task_names),
+                num_task_experts=self.num_task_experts,
+                num_shared_experts=self.num_shared_experts,
+                expert=expert,
+                shared_output=level < self.num_levels - 1,
+                return_gates=True,
+                name=f"cgc_{level}",
+            )(features)
+        return dict(zip(task_names, features))

@@ -1,0 +1,104 @@
+import keras
+from keras import ops
+
+from keras_mtl import distribute
+from keras_mtl.weighting.base import Weighting
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class DynamicWeightAverage(Weighting):
+    """Weights tasks by how fast their losses fell over the last epochs.
+
+    With `L_k(e)` the average training loss of task `k` over epoch `e`,
+    the weights during epoch `t` are
+
+    `lambda_k(t) = T * softmax_k(w(t - 1) / temperature)`,
+    `w_k(t - 1) = L_k(t - 1) / L_k(t - 2)`,
+
+    and 1 during the first two epochs. A task whose loss falls slowly gets a
+    larger weight. The weights stay constant within an epoch.
+
+    Epoch boundaries: every training step adds its task losses (summed over
+    replicas, so the statistic is that of the global batch) to a running
+    sum; `MTLModel.fit` calls `on_epoch_end()` after each epoch, which turns
+    the sum into the epoch's average (the mean over its steps) and shifts
+    the two-epoch history. Evaluation and validation steps do not count.
+    In a custom training loop, call `model.weighting.on_epoch_end()` after
+    each epoch. All of it is kept in variables, so `.keras` files and
+    `keras.callbacks.BackupAndRestore` keep the history (resuming at an
+    epoch boundary gives the same weights as training straight through).
+
+    Args:
+        temperature: float > 0. Softmax temperature; larger is more uniform.
+            Defaults to `2.0` (the paper's value).
+        log_weights: bool. Whether to log `<task>_weight`. Defaults to
+            `True`.
+        **kwargs: Base layer keyword arguments.
+
+    Example:
+
+    ```python
+    model = keras_mtl.build_mtl_model(
+        inputs, tasks, trunk=[64],
+        weighting=keras_mtl.weighting.DynamicWeightAverage(temperature=2.0))
+    ```
+
+    References:
+        - [Liu et al., 2019](https://arxiv.org/abs/1803.10704)
+    """
+
+    def __init__(self, temperature=2.0, log_weights=True, **kwargs):
+        super().__init__(log_weights=log_weights, **kwargs)
+        if not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(
+                "`temperature` must be a number > 0. "
+                f"Received: temperature={temperature!r}"
+            )
+        self.temperature = float(temperature)
+
+    def build(self, input_shape):
+        num_tasks = input_shape[0]
+
+        def state(name, shape, dtype="float32"):
+            return self.add_weight(
+                shape=shape,
+                initializer="zeros",
+                dtype=dtype,
+                trainable=False,
+                aggregation="only_first_replica",
+                name=name,
+            )
+
+        self.epoch_loss_sums = state("epoch_loss_sums", (num_tasks,))
+        self.epoch_steps = state("epoch_steps", ())
+        # Row 0: average losses of the last epoch; row 1: the one before.
+        self.epoch_losses = state("epoch_losses", (2, num_tasks))
+        self.epochs_seen = state("epochs_seen", (), dtype="int64")
+        self.built = True
+
+    def compute_weights(self, task_losses, training=False):
+        if training:
+            totals = distribute.all_reduce_sum(task_losses)
+            self.epoch_loss_sums.assign_add(ops.cast(totals, "float32"))
+            self.epoch_steps.assign_add(1.0)
+        history = ops.convert_to_tensor(self.epoch_losses)
+        rates = ops.divide_no_nan(history[0], history[1])
+        weights = self.num_tasks * ops.softmax(rates / self.temperature)
+        warm = ops.greater_equal(self.epochs_seen, 2)
+        return ops.where(warm, weights, ops.ones_like(weights))
+
+    def on_epoch_end(self):
+        steps = float(self.epoch_steps.numpy())
+        if steps == 0:
+            return
+        average = self.epoch_loss_sums.numpy() / steps
+        previous = self.epoch_losses.numpy()[0]
+        self.epoch_losses.assign(ops.stack([average, previous]))
+        self.epochs_seen.assign_add(1)
+        self.epoch_loss_sums.assign(ops.zeros_like(self.epoch_loss_sums))
+        self.epoch_steps.assign(0.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config["temperature"] = self.temperature
+        return config

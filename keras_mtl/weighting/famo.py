@@ -1,0 +1,158 @@
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_mtl import distribute
+from keras_mtl.weighting._own_optimizer import apply_replica_gradient
+from keras_mtl.weighting._own_optimizer import make_weight_optimizer
+from keras_mtl.weighting.base import Weighting
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class FAMO(Weighting):
+    """Fast Adaptive Multitask Optimization: balances the rates of descent.
+
+    Task logits `xi` (0 at first) give `z = softmax(xi)`. The model steps
+    along the gradient of `sum_i c z_i log L_i`, that is `sum_i w_i grad L_i`
+    with weights `w_i = c z_i / L_i`, `c = 1 / sum_j (z_j / L_j)` (the logged
+    `<task>_weight`). After the step, with the losses `L'_i` of the updated
+    model on the same batch, the logits take a step of their own optimizer
+    along
+
+    `J_z(xi)^T (log L - log L') + gamma xi`,
+
+    which raises the weight of the tasks whose loss fell least. Losses are
+    summed over replicas before any of it, so the result is that of one
+    device. `L_i + epsilon` stands for `L_i` throughout. A task whose loss is
+    exactly 0 (no labels in the batch) gets weight 0 and no logit update in
+    that step. The weights are invariant to the tasks' static `loss_weight`s
+    (keep them > 0).
+
+    This method overrides the training step (`custom_train_step = True`):
+    it costs one extra forward pass (with `training=True`, as in the
+    authors' code: batch-norm statistics are updated twice per step).
+
+    Args:
+        learning_rate: float > 0. Step size `beta` of the logits. Defaults to
+            `0.025`.
+        gamma: float >= 0. Decay of the logits towards 0 (L2, added to their
+            gradient as `torch.optim.Adam(weight_decay=gamma)` does in the
+            authors' code). Defaults to `0.001`.
+        epsilon: float > 0. Added to every loss before division and
+            logarithm. Defaults to `1e-8`.
+        optimizer: str. Name of the Keras optimizer of the logits. Defaults
+            to `"adam"`, as in the authors' code; `"sgd"` gives the plain
+            update `xi <- xi - beta (J^T (log L - log L') + gamma xi)`.
+        log_weights: bool. Whether to log `<task>_weight`. Defaults to
+            `True`.
+        **kwargs: Base layer keyword arguments.
+
+    Example:
+
+    ```python
+    model = keras_mtl.build_mtl_model(
+        inputs, tasks, trunk=[64], weighting="famo")
+    model.compile(optimizer="adam")
+    ```
+
+    References:
+        - [Liu et al., 2023](https://arxiv.org/abs/2306.03792)
+    """
+
+    custom_train_step = True
+
+    def __init__(
+        self,
+        learning_rate=0.025,
+        gamma=0.001,
+        epsilon=1e-8,
+        optimizer="adam",
+        log_weights=True,
+        **kwargs,
+    ):
+        super().__init__(log_weights=log_weights, **kwargs)
+        if not isinstance(gamma, (int, float)) or not gamma >= 0:
+            raise ValueError(
+                f"`gamma` must be a number >= 0. Received: gamma={gamma!r}"
+            )
+        if not isinstance(epsilon, (int, float)) or not epsilon > 0:
+            raise ValueError(
+                f"`epsilon` must be a number > 0. Received: epsilon={epsilon!r}"
+            )
+        self.learning_rate = float(learning_rate)
+        self.gamma = float(gamma)
+        self.epsilon = float(epsilon)
+        self.optimizer = optimizer
+        self.weight_optimizer = make_weight_optimizer(
+            optimizer, learning_rate, "FAMO"
+        )
+
+    def build(self, input_shape):
+        self.logits = self.add_weight(
+            shape=(input_shape[0],),
+            initializer="zeros",
+            trainable=False,
+            aggregation="only_first_replica",
+            name="logits",
+        )
+        self.weight_optimizer.build([self.logits])
+        self.built = True
+
+    def compute_weights(self, task_losses, training=False):
+        losses = distribute.all_reduce_sum(task_losses)
+        # A task without labels in the batch has a loss of exactly 0: it
+        # sits out the step instead of taking all the weight.
+        present = ops.cast(ops.greater(losses, 0.0), losses.dtype)
+        z = ops.softmax(ops.convert_to_tensor(self.logits))
+        scaled = present * z / (losses + self.epsilon)
+        return ops.divide_no_nan(scaled, ops.sum(scaled))
+
+    def update_logits(self, task_losses, new_task_losses):
+        """One FAMO step on the logits.
+
+        Args:
+            task_losses: `(T,)` tensor, this replica's share of the task
+                losses before the model's step.
+            new_task_losses: `(T,)` tensor, the same after the step.
+        """
+        before = distribute.all_reduce_sum(task_losses)
+        after = distribute.all_reduce_sum(new_task_losses)
+        present = ops.logical_and(
+            ops.greater(before, 0.0), ops.greater(after, 0.0)
+        )
+        delta = ops.log(before + self.epsilon) - ops.log(after + self.epsilon)
+        delta = ops.where(present, delta, ops.zeros_like(delta))
+        logits = ops.convert_to_tensor(self.logits)
+        z = ops.softmax(logits)
+        gradient = z * (delta - ops.sum(z * delta)) + self.gamma * logits
+        apply_replica_gradient(self.weight_optimizer, gradient, self.logits)
+
+    def train_step(self, model, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=True)
+            task_losses = model.compute_task_losses(y, y_pred, sample_weight)
+            loss = model.combine_losses(task_losses, y_pred, training=True)
+            model._loss_tracker.update_state(
+                loss * distribute.num_replicas(),
+                sample_weight=ops.shape(keras.tree.flatten(x)[0])[0],
+            )
+            loss = model.optimizer.scale_loss(loss)
+        variables = model.trainable_variables
+        model.optimizer.apply(tape.gradient(loss, variables), variables)
+        new_task_losses = model.compute_task_losses(
+            y, model(x, training=True), sample_weight
+        )
+        static = ops.convert_to_tensor(model.static_loss_weights, "float32")
+        self.update_logits(task_losses * static, new_task_losses * static)
+        return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            learning_rate=self.learning_rate,
+            gamma=self.gamma,
+            epsilon=self.epsilon,
+            optimizer=self.optimizer,
+        )
+        return config
