@@ -20,3 +20,11 @@ def all_reduce_sum(value):
     if context is None or context.num_replicas_in_sync == 1:
         return value
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def in_multi_worker_mode(strategy=None):
+    """Whether `strategy` (default: the current one) spans several workers."""
+    strategy = strategy or tf.distribute.get_strategy()
+    return isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ) and bool(strategy.extended._in_multi_worker_mode())

@@ -1,4 +1,5 @@
 import keras
+import tensorflow as tf
 from keras import ops
 from keras.src.models.functional import functional_from_config
 
@@ -63,6 +64,17 @@ def _per_task(value, names, what):
             )
         return dict(zip(names, value))
     return {name: value for name in names}
+
+
+def _logs_as_vectors(step_function):
+    """Makes a step return `(1,)` logs, which `strategy.reduce(..., axis=0)`
+    averages over workers into scalars again."""
+
+    def step(data):
+        logs = step_function(data)
+        return tf.nest.map_structure(lambda v: tf.reshape(v, (-1,)), logs)
+
+    return step
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
@@ -388,6 +400,47 @@ class MTLModel(keras.Model):
         if self.weighting.custom_train_step:
             return self.weighting.train_step(self, data)
         return super().train_step(data)
+
+    # Under MultiWorkerMirroredStrategy, Keras 3's TF trainer calls
+    # `strategy.reduce` on the nested first batch and, with `axis=0`, on the
+    # scalar logs of every step; both fail (keras-team/keras#20585). The
+    # three methods below avoid those calls; nothing changes otherwise.
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if iterator is not None and distribute.in_multi_worker_mode(strategy):
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: (
+                        strategy.experimental_local_results(v)[0]
+                        if isinstance(v, tf.distribute.DistributedValues)
+                        else v
+                    ),
+                    next(batches),
+                )
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(
+            iterator=iterator, data_batch=data_batch
+        )
+
+    def make_train_function(self, force=False):
+        if not distribute.in_multi_worker_mode(self._distribute_strategy):
+            return super().make_train_function(force=force)
+        if self.train_function is None or force:
+            self.train_function = self._make_function(
+                _logs_as_vectors(self.train_step)
+            )
+        return self.train_function
+
+    def make_test_function(self, force=False):
+        if not distribute.in_multi_worker_mode(self._distribute_strategy):
+            return super().make_test_function(force=force)
+        if self.test_function is None or force:
+            self.test_function = self._make_function(
+                _logs_as_vectors(self.test_step)
+            )
+        return self.test_function
 
     def get_config(self):
         config = super().get_config()

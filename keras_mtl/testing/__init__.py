@@ -5,7 +5,9 @@ layer, weighting method or model of the package must do (config round
 trips, `.keras` save/load with all state, a fit step).
 """
 
+import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -209,3 +211,59 @@ def run_with_devices(code, num_devices=2, timeout=300):
             f"Subprocess failed ({result.returncode}):\n{result.stderr[-4000:]}"
         )
     return result.stdout
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_multi_worker(code, num_workers=2, timeout=240):
+    """Runs `code` in `num_workers` processes of one local TF cluster.
+
+    Each process gets `TF_CONFIG` for worker `i` of a cluster on free ports
+    of 127.0.0.1, so `tf.distribute.MultiWorkerMirroredStrategy()` in
+    `code` spans all of them. Every process is killed after `timeout`
+    seconds. Returns what each worker printed, in worker order.
+    """
+    ports = [_free_port() for _ in range(num_workers)]
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    pythonpath = os.pathsep.join(sys.path)
+    processes = []
+    for index in range(num_workers):
+        config = {
+            "cluster": cluster,
+            "task": {"type": "worker", "index": index},
+        }
+        env = dict(
+            os.environ,
+            PYTHONPATH=pythonpath,
+            TF_CONFIG=json.dumps(config),
+            TF_CPP_MIN_LOG_LEVEL="3",
+            KERAS_BACKEND="tensorflow",
+        )
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-c", textwrap.dedent(code)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+        )
+    outputs, failures = [], []
+    try:
+        for index, process in enumerate(processes):
+            stdout, stderr = process.communicate(timeout=timeout)
+            outputs.append(stdout)
+            if process.returncode != 0:
+                failures.append(f"worker {index}:\n{stderr[-3000:]}")
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    if failures:
+        raise AssertionError("\n".join(failures))
+    return outputs

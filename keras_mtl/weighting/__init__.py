@@ -2,14 +2,42 @@
 
 import keras
 
+from keras_mtl.weighting.aligned_mtl import AlignedMTL
 from keras_mtl.weighting.base import Weighting
+from keras_mtl.weighting.cagrad import CAGrad
 from keras_mtl.weighting.dynamic_weight_average import DynamicWeightAverage
 from keras_mtl.weighting.equal import EqualWeighting
 from keras_mtl.weighting.famo import FAMO
 from keras_mtl.weighting.fixed import FixedWeighting
 from keras_mtl.weighting.grad_norm import GradNorm
+from keras_mtl.weighting.gradient_base import GradientWeighting
+from keras_mtl.weighting.imtl_g import IMTLG
+from keras_mtl.weighting.mgda import MGDA
+from keras_mtl.weighting.nash_mtl import NashMTL
+from keras_mtl.weighting.pcgrad import PCGrad
 from keras_mtl.weighting.random_loss import RandomLossWeighting
 from keras_mtl.weighting.uncertainty import UncertaintyWeighting
+
+__all__ = [
+    "AlignedMTL",
+    "CAGrad",
+    "DynamicWeightAverage",
+    "EqualWeighting",
+    "FAMO",
+    "FixedWeighting",
+    "GradNorm",
+    "GradientWeighting",
+    "IMTLG",
+    "MGDA",
+    "NashMTL",
+    "PCGrad",
+    "RandomLossWeighting",
+    "UncertaintyWeighting",
+    "Weighting",
+    "deserialize",
+    "get",
+    "serialize",
+]
 
 ALL_OBJECTS = {
     EqualWeighting,
@@ -19,12 +47,24 @@ ALL_OBJECTS = {
     RandomLossWeighting,
     GradNorm,
     FAMO,
+    MGDA,
+    PCGrad,
+    CAGrad,
+    IMTLG,
+    NashMTL,
+    AlignedMTL,
 }
 ALL_OBJECTS_DICT = {cls.__name__: cls for cls in ALL_OBJECTS}
 ALL_OBJECTS_DICT.update(
     {
         "equal": EqualWeighting,
         "fixed": FixedWeighting,
+        "mgda": MGDA,
+        "pcgrad": PCGrad,
+        "cagrad": CAGrad,
+        "imtl_g": IMTLG,
+        "nash_mtl": NashMTL,
+        "aligned_mtl": AlignedMTL,
         "uncertainty": UncertaintyWeighting,
         "dwa": DynamicWeightAverage,
         "dynamic_weight_average": DynamicWeightAverage,

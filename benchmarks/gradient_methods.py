@@ -1,0 +1,133 @@
+"""Train-step time and peak memory of the gradient-level methods.
+
+For T = 2, 10 and 40 regression tasks on one model (a shared trunk of two
+ReLU layers, one linear head per task), prints each method's train-step
+time and peak step memory relative to plain Keras equal weighting
+(`keras.Model.compile(loss={task: "mse"})`) on the same architecture, in
+`param` and `rep` mode, all in one process.
+
+Peak memory is the TensorFlow CPU allocator's peak during the timed steps
+above what was allocated before them (`TF_CPU_ALLOCATOR_USE_BFC=true`, set
+here before TensorFlow starts).
+
+Step time is the best of `--repeats` epochs of `--steps` steps (the
+machine may be shared). `equal` is keras-mtl's own loss-level path.
+
+Run: `PYTHONPATH=. python benchmarks/gradient_methods.py [--tasks 2 10 40]
+[--steps 20] [--repeats 3]`
+"""
+
+import argparse
+import os
+import time
+
+os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_mtl  # noqa: E402
+
+METHODS = ["mgda", "pcgrad", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl"]
+INPUT_DIM, WIDTH, BATCH = 64, 256, 128
+
+
+def _data(num_tasks, steps):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(BATCH * steps, INPUT_DIM)).astype("float32")
+    mixing = rng.normal(size=(INPUT_DIM, num_tasks)).astype("float32")
+    targets = np.tanh(x @ mixing)
+    return x, {f"t{i}": targets[:, i : i + 1] for i in range(num_tasks)}
+
+
+def _plain_keras(num_tasks):
+    inputs = keras.Input((INPUT_DIM,))
+    hidden = inputs
+    for i in range(2):
+        hidden = keras.layers.Dense(WIDTH, activation="relu")(hidden)
+    outputs = {
+        f"t{i}": keras.layers.Dense(1, name=f"t{i}")(hidden)
+        for i in range(num_tasks)
+    }
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam", loss={name: "mse" for name in outputs})
+    return model
+
+
+def _mtl(num_tasks, weighting):
+    tasks = [keras_mtl.Task(f"t{i}", loss="mse") for i in range(num_tasks)]
+    model = keras_mtl.build_mtl_model(
+        keras.Input((INPUT_DIM,)),
+        tasks,
+        trunk=[WIDTH, WIDTH],
+        weighting=weighting,
+    )
+    model.compile(optimizer="adam")
+    return model
+
+
+def _measure(model, x, y, steps, repeats):
+    """Seconds per step (best of `repeats` epochs) and peak step memory
+    (bytes), after a warm-up that traces the train function."""
+    model.fit(
+        x[: 2 * BATCH],
+        {k: v[: 2 * BATCH] for k, v in y.items()},
+        batch_size=BATCH,
+        verbose=0,
+    )
+    before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
+        times.append((time.perf_counter() - start) / steps)
+    peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
+    return min(times), max(peak - before, 1)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, nargs="+", default=[2, 10, 40])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(
+        f"trunk {INPUT_DIM}-{WIDTH}-{WIDTH}, batch {BATCH}, Adam, "
+        f"best of {args.repeats} x {args.steps} steps; ratios to plain "
+        "Keras equal weighting"
+    )
+    print(f"{'T':>3} {'method':<12} {'mode':<6} {'time':>7} {'memory':>7}")
+    for num_tasks in args.tasks:
+        x, y = _data(num_tasks, args.steps)
+        keras.utils.set_random_seed(0)
+        base_time, base_memory = _measure(
+            _plain_keras(num_tasks), x, y, args.steps, args.repeats
+        )
+        print(
+            f"{num_tasks:>3} {'keras':<12} {'-':<6} "
+            f"{base_time * 1e3:>5.1f}ms {base_memory / 2**20:>5.1f}MB"
+        )
+        rows = [("equal", "-")] + [
+            (name, mode) for name in METHODS for mode in ("param", "rep")
+        ]
+        for name, mode in rows:
+            keras.backend.clear_session()
+            weighting = keras_mtl.weighting.get(name)
+            if mode != "-":
+                weighting.mode = mode
+            seconds, memory = _measure(
+                _mtl(num_tasks, weighting), x, y, args.steps, args.repeats
+            )
+            print(
+                f"{num_tasks:>3} {name:<12} {mode:<6} "
+                f"{seconds / base_time:>6.2f}x {memory / base_memory:>6.2f}x",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

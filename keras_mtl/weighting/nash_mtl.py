@@ -1,0 +1,110 @@
+import keras
+import tensorflow as tf
+
+from keras_mtl.weighting import solvers
+from keras_mtl.weighting.gradient_base import GradientWeighting
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class NashMTL(GradientWeighting):
+    """Nash bargaining over the task gradients (Nash-MTL).
+
+    The weights `alpha > 0` solve `(G G^T) alpha = 1 / alpha` (elementwise),
+    the bargaining solution of the paper, and the update is
+    `sum_i alpha_i g_i`. They are the unique minimiser of the strictly
+    convex `0.5 alpha^T G G^T alpha - sum_i log alpha_i`, found here by
+    damped Newton steps (the function is self-concordant, so every step
+    stays positive and the iteration converges) instead of the authors'
+    sequence of convex programs.
+
+    As in the authors' code, the Gram matrix is first divided by its
+    Frobenius norm (`normalize=True`), so the weights solve
+    `(G G^T / ||G G^T||) alpha = 1 / alpha` and the update keeps the scale
+    of the gradients; with `normalize=False` they solve the equation
+    itself and the update has norm `sqrt(T)`.
+
+    Args:
+        normalize: bool. Divide the Gram matrix by its Frobenius norm.
+            Defaults to `True`.
+        max_iterations: int. Newton steps. Defaults to `20`.
+        ridge: float. Added to the diagonal of the (normalised) Gram
+            matrix, so that a task with a zero gradient gets a finite
+            weight. Defaults to `1e-6`.
+        mode: str. `"param"` or `"rep"` (see `GradientWeighting`).
+            Defaults to `"param"`.
+        parallel_tasks: int or `None`. See `GradientWeighting`.
+        log_weights: bool. Whether to log `<task>_weight`. Defaults to
+            `True`.
+        **kwargs: Base layer keyword arguments.
+
+    Example:
+
+    ```python
+    model = keras_mtl.build_mtl_model(
+        inputs, tasks, trunk=[64], weighting="nash_mtl")
+    ```
+
+    References:
+        - [Navon et al., 2022](https://arxiv.org/abs/2202.01017)
+    """
+
+    def __init__(
+        self,
+        normalize=True,
+        max_iterations=20,
+        ridge=1e-6,
+        mode="param",
+        parallel_tasks=None,
+        log_weights=True,
+        **kwargs,
+    ):
+        super().__init__(
+            mode=mode,
+            parallel_tasks=parallel_tasks,
+            log_weights=log_weights,
+            **kwargs,
+        )
+        if not isinstance(max_iterations, int) or max_iterations < 1:
+            raise ValueError(
+                "`max_iterations` must be an int >= 1. "
+                f"Received: max_iterations={max_iterations!r}"
+            )
+        if not isinstance(ridge, (int, float)) or ridge < 0:
+            raise ValueError(
+                f"`ridge` must be a float >= 0. Received: ridge={ridge!r}"
+            )
+        self.normalize = bool(normalize)
+        self.max_iterations = max_iterations
+        self.ridge = float(ridge)
+
+    def combine(self, gram, task_losses, step=0):
+        size = self.num_tasks
+        if self.normalize:
+            gram = gram / (tf.norm(gram) + 1e-20)
+        gram = gram + self.ridge * tf.eye(size)
+        start = 1.0 / tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 1e-20))
+
+        def step_fn(iteration, alpha):
+            gradient = tf.linalg.matvec(gram, alpha) - 1.0 / alpha
+            hessian = gram + tf.linalg.diag(1.0 / (alpha * alpha))
+            newton, _ = solvers.solve(hessian, gradient, rcond=0.0)
+            decrement = tf.sqrt(
+                tf.maximum(tf.tensordot(gradient, newton, 1), 0.0)
+            )
+            return iteration + 1, alpha - newton / (1.0 + decrement)
+
+        _, alpha = tf.while_loop(
+            lambda i, a: i < self.max_iterations,
+            step_fn,
+            (tf.constant(0), start),
+        )
+        return alpha
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            normalize=self.normalize,
+            max_iterations=self.max_iterations,
+            ridge=self.ridge,
+        )
+        return config
