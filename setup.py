@@ -26,7 +26,7 @@ setup(
         "datasets": DATASETS,
         "test": TUNER
         + DATASETS
-        + ["pytest>=9.0", "matplotlib>=3.11", "pandas>=3.1", "ruff>=0.17"],
+        + ["pytest>=9.0", "pytest-xdist>=3.8", "matplotlib>=3.11", "pandas>=3.1", "ruff>=0.17"],
         "docs": ["matplotlib>=3.11"],
     },
 )
