@@ -236,6 +236,49 @@ def test_aligned_mtl_weights():
     testing.assert_allclose(weights, [0.6, 1.2], rtol=1e-5)
 
 
+@pytest.mark.parametrize("alias", sorted(ALIASES))
+@pytest.mark.parametrize("size", [2, 5])
+def test_combine_compiled_with_xla_gives_the_graph_weights(alias, size):
+    rng = np.random.default_rng(7)
+    gradients = rng.normal(size=(size, 12)).astype("float32")
+    gram = tf.constant(gradients @ gradients.T)
+    losses = tf.constant(rng.uniform(0.5, 2.0, size), "float32")
+    method = ALIASES[alias]()
+    method.set_tasks([f"t{i}" for i in range(size)])
+    step = tf.constant(3, "int64")
+    graph = tf.function(method.combine)(gram, losses, step).numpy()
+    compiled = method._combine(gram, losses, step).numpy()
+    # Frank-Wolfe (MGDA) stops at a tolerance of 1e-5 on the weights.
+    testing.assert_allclose(compiled, graph, rtol=1e-4, atol=2e-5)
+    # The Gram matrix is an argument of the compiled program, not a
+    # compile-time constant (which would recompile it at every step).
+    hlo = method._compiled_combine.experimental_get_compiler_ir(
+        gram, losses, step
+    )(stage="hlo")
+    entry = next(line for line in hlo.splitlines() if line.startswith("ENTRY"))
+    assert f"f32[{size},{size}]" in entry.split("->")[0], entry
+
+
+class NumpyMean(GradientWeighting):
+    """A `combine` that XLA cannot compile: it calls numpy."""
+
+    jit_combine = False
+
+    def combine(self, gram, task_losses, step=0):
+        mean = tf.numpy_function(
+            lambda g: np.full(len(g), 1 / len(g), "float32"), [gram], "float32"
+        )
+        return tf.reshape(mean, (self.num_tasks,))
+
+
+def test_jit_combine_false_runs_combine_in_the_graph():
+    model = testing.tiny_model(weighting=NumpyMean())
+    x, y = testing.tiny_data()
+    history = model.fit(x, y, batch_size=32, verbose=0).history
+    assert history["reg_weight"] == pytest.approx([1 / 3])
+    assert model.weighting._compiled_combine is None
+
+
 class SumOfGradients(GradientWeighting):
     def combine(self, gram, task_losses, step=0):
         return tf.ones((self.num_tasks,))

@@ -38,7 +38,7 @@ def _two_task_weights(gram, towards_mean, radius):
         tf.maximum(a * candidates**2 + b * candidates + c, 0.0) + 1e-8
     )
     values = slope * candidates + radius * norms
-    best = candidates[tf.argmin(values)]
+    best = tf.gather(candidates, tf.argmin(values))
     return tf.stack([best, 1.0 - best])
 
 

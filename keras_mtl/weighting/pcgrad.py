@@ -16,7 +16,8 @@ class PCGrad(GradientWeighting):
     the Gram matrix: the logged weights are the coefficients of the sum.
 
     The random orders are drawn statelessly from `seed` and the optimizer
-    step, so every replica (and a rerun) uses the same orders.
+    step, from integer Philox bits, which XLA draws alike: every replica, a
+    rerun and a `jit_compile=True` model use the same orders.
 
     Args:
         seed: int. Seed of the random task orders. Defaults to `0`.
@@ -63,8 +64,15 @@ class PCGrad(GradientWeighting):
         seed = tf.stack(
             [tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)]
         )
-        noise = tf.random.stateless_uniform((size, size), seed)
-        return tf.cast(tf.argsort(noise, axis=1), tf.int32)
+        bits = tf.random.stateless_uniform(
+            (size, size),
+            seed,
+            minval=0,
+            maxval=2**31 - 1,
+            dtype="int32",
+            alg="philox",
+        )
+        return tf.cast(tf.argsort(bits, axis=1, stable=True), tf.int32)
 
     def combine(self, gram, task_losses, step=0):
         return self.combine_in_order(gram, self.task_orders(step))

@@ -2,7 +2,10 @@
 
 Shared by the gradient-level weighting methods. Each works on the `(T, T)`
 Gram matrix of the task gradients and keeps static shapes, so it also
-compiles with XLA.
+compiles with XLA. A value picked at a computed index goes through
+`tf.gather`: XLA's strided slice needs its bounds at compile time, which
+would make the Gram matrix a compile-time constant, compiled anew for every
+step.
 """
 
 import tensorflow as tf
@@ -46,7 +49,7 @@ def project_to_simplex(vector):
     index = tf.range(1, size + 1, dtype=vector.dtype)
     active = tf.cast(ordered - cumulative / index > 0, tf.int32)
     count = tf.maximum(tf.reduce_sum(active), 1)
-    threshold = cumulative[count - 1] / tf.cast(count, vector.dtype)
+    threshold = tf.gather(cumulative, count - 1) / tf.cast(count, vector.dtype)
     return tf.maximum(vector - threshold, 0.0)
 
 
@@ -95,7 +98,7 @@ def min_norm_frank_wolfe(gram, max_iterations=250, tolerance=1e-5):
     )
     best = tf.argmin(tf.reshape(value, (-1,)), output_type=tf.int32)
     first, second = best // size, best % size
-    pair_share = tf.reshape(share, (-1,))[best]
+    pair_share = tf.gather(tf.reshape(share, (-1,)), best)
     start = pair_share * tf.one_hot(first, size) + (
         1.0 - pair_share
     ) * tf.one_hot(second, size)
@@ -104,8 +107,8 @@ def min_norm_frank_wolfe(gram, max_iterations=250, tolerance=1e-5):
         product = tf.linalg.matvec(gram, weights)
         vertex = tf.argmin(product, output_type=tf.int32)
         ww = tf.tensordot(weights, product, 1)
-        wt = product[vertex]
-        tt = gram[vertex, vertex]
+        wt = tf.gather(product, vertex)
+        tt = tf.gather(diagonal, vertex)
         denominator = ww - 2.0 * wt + tt
         safe = tf.where(denominator > 1e-20, denominator, 1.0)
         gamma = tf.clip_by_value((ww - wt) / safe, 0.0, 1.0)
