@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check keras_mtl tests recipes benchmarks
 
 benchmark: $(STAMP)
-	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+	for script in benchmarks/[!_]*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info

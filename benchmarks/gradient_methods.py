@@ -10,8 +10,10 @@ Peak memory is the TensorFlow CPU allocator's peak during the timed steps
 above what was allocated before them (`TF_CPU_ALLOCATOR_USE_BFC=true`, set
 here before TensorFlow starts).
 
-Step time is the best of `--repeats` epochs of `--steps` steps (the
-machine may be shared). `equal` is keras-mtl's own loss-level path.
+A step's time is the time between consecutive training batches; each
+model's is the 10th percentile (least disturbed by other work on a shared
+machine) and the median over `--repeats` epochs of `--steps` steps.
+`equal` is keras-mtl's own loss-level path.
 
 Run: `PYTHONPATH=. python benchmarks/gradient_methods.py [--tasks 2 10 40]
 [--steps 20] [--repeats 3]`
@@ -19,7 +21,6 @@ Run: `PYTHONPATH=. python benchmarks/gradient_methods.py [--tasks 2 10 40]
 
 import argparse
 import os
-import time
 
 os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -28,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _timing import step_times  # noqa: E402
 
 import keras_mtl  # noqa: E402
 
@@ -70,23 +72,18 @@ def _mtl(num_tasks, weighting):
 
 
 def _measure(model, x, y, steps, repeats):
-    """Seconds per step (best of `repeats` epochs) and peak step memory
+    """Step times `(p10, median)` in seconds and the peak step memory
     (bytes), after a warm-up that traces the train function."""
-    model.fit(
-        x[: 2 * BATCH],
-        {k: v[: 2 * BATCH] for k, v in y.items()},
-        batch_size=BATCH,
-        verbose=0,
+    step_times(
+        model, x[: 2 * BATCH], {k: v[: 2 * BATCH] for k, v in y.items()}, BATCH
     )
     before = tf.config.experimental.get_memory_info("CPU:0")["current"]
     tf.config.experimental.reset_memory_stats("CPU:0")
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
-        times.append((time.perf_counter() - start) / steps)
+        times += step_times(model, x, y, BATCH)
     peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
-    return min(times), max(peak - before, 1)
+    return np.percentile(times, 10), np.median(times), max(peak - before, 1)
 
 
 def main():
@@ -97,19 +94,23 @@ def main():
     args = parser.parse_args()
     print(
         f"trunk {INPUT_DIM}-{WIDTH}-{WIDTH}, batch {BATCH}, Adam, "
-        f"best of {args.repeats} x {args.steps} steps; ratios to plain "
-        "Keras equal weighting"
+        f"{args.repeats} x {args.steps} steps; step time (p10, median) and "
+        "peak memory as ratios to plain Keras equal weighting"
     )
-    print(f"{'T':>3} {'method':<12} {'mode':<6} {'time':>7} {'memory':>7}")
+    print(
+        f"{'T':>3} {'method':<12} {'mode':<6} {'p10':>7} {'median':>7} "
+        f"{'memory':>7}"
+    )
     for num_tasks in args.tasks:
         x, y = _data(num_tasks, args.steps)
         keras.utils.set_random_seed(0)
-        base_time, base_memory = _measure(
+        base_fast, base_median, base_memory = _measure(
             _plain_keras(num_tasks), x, y, args.steps, args.repeats
         )
         print(
             f"{num_tasks:>3} {'keras':<12} {'-':<6} "
-            f"{base_time * 1e3:>5.1f}ms {base_memory / 2**20:>5.1f}MB"
+            f"{base_fast * 1e3:>5.1f}ms {base_median * 1e3:>5.1f}ms "
+            f"{base_memory / 2**20:>5.1f}MB"
         )
         rows = [("equal", "-")] + [
             (name, mode) for name in METHODS for mode in ("param", "rep")
@@ -119,12 +120,13 @@ def main():
             weighting = keras_mtl.weighting.get(name)
             if mode != "-":
                 weighting.mode = mode
-            seconds, memory = _measure(
+            fast, median, memory = _measure(
                 _mtl(num_tasks, weighting), x, y, args.steps, args.repeats
             )
             print(
                 f"{num_tasks:>3} {name:<12} {mode:<6} "
-                f"{seconds / base_time:>6.2f}x {memory / base_memory:>6.2f}x",
+                f"{fast / base_fast:>6.2f}x {median / base_median:>6.2f}x "
+                f"{memory / base_memory:>6.2f}x",
                 flush=True,
             )
 

@@ -16,33 +16,19 @@ median is printed too).
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _timing import step_times  # noqa: E402
 
 import keras_mtl  # noqa: E402
 
 TASKS = ("left", "right")
 METHODS = ("equal", "uncertainty", "dwa", "rlw", "gradnorm", "famo")
 LOSS = "sparse_categorical_crossentropy"
-
-
-class StepTimer(keras.callbacks.Callback):
-    """Seconds between consecutive training batches (the first excluded)."""
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.times = []
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.times.append(time.perf_counter())
-
-    @property
-    def steps(self):
-        return list(np.diff(self.times))
 
 
 def build(weighting):
@@ -104,16 +90,13 @@ def main(argv=None):
     models = {"plain Keras": build(None)}
     for method in methods:
         models[method] = build(keras_mtl.weighting.get(method))
-    timer = StepTimer()
-    fit = dict(batch_size=args.batch_size, shuffle=False, verbose=0)
     for model in models.values():
-        model.fit(x, y, epochs=1, **fit)  # warm-up: tracing
+        step_times(model, x, y, args.batch_size)  # warm-up: tracing
     times = {name: [] for name in models}
     for round_index in range(args.rounds):
         names = list(models)[:: -1 if round_index % 2 else 1]
         for name in names:
-            models[name].fit(x, y, epochs=1, callbacks=[timer], **fit)
-            times[name] += timer.steps
+            times[name] += step_times(models[name], x, y, args.batch_size)
 
     fast = {name: np.percentile(v, 10) for name, v in times.items()}
     median = {name: np.median(v) for name, v in times.items()}
