@@ -5,6 +5,37 @@ from keras import ops
 
 from keras_mtl import distribute
 
+# Keras losses that take labels of the prediction's shape (one-hot for the
+# categorical ones), by the names their functions and classes log under.
+_DENSE_LABEL_LOSSES = (
+    "mean_squared_error",
+    "mean_absolute_error",
+    "mean_absolute_percentage_error",
+    "mean_squared_logarithmic_error",
+    "huber",
+    "huber_loss",
+    "log_cosh",
+    "kl_divergence",
+    "poisson",
+    "hinge",
+    "squared_hinge",
+    "categorical_hinge",
+    "binary_crossentropy",
+    "binary_focal_crossentropy",
+    "categorical_crossentropy",
+    "categorical_focal_crossentropy",
+    "cosine_similarity",
+)
+
+
+def _loss_name(loss_fn):
+    return str(getattr(loss_fn, "name", "") or "").lower()
+
+
+def takes_class_ids(loss_fn):
+    """Whether `loss_fn` is a sparse loss: labels are class ids."""
+    return "sparse" in _loss_name(loss_fn)
+
 
 def _shape_error(task, y_true, y_pred):
     return ValueError(
@@ -22,18 +53,56 @@ def _dims_match(a, b):
     )
 
 
-def label_layout(task, y_true, y_pred):
+def _check_layout_fits_loss(task, y_true, y_pred, layout, loss_fn):
+    """Raises where the labels' layout is not what a known loss takes."""
+    name = _loss_name(loss_fn)
+    ids = layout in ("sparse", "sparse_keepdims")
+    if takes_class_ids(loss_fn) and not ids and y_pred.shape[-1] != 1:
+        raise ValueError(
+            f"Task '{task.name}': its loss '{name}' takes class ids, of shape "
+            f"{tuple(y_pred.shape[:-1])} or {tuple(y_pred.shape[:-1])} + (1,); "
+            f"received labels of shape {tuple(y_true.shape)}, the shape of "
+            "its predictions (one-hot?). Pass class ids, or use the loss's "
+            "non-sparse form (e.g. 'categorical_crossentropy') for one-hot "
+            "labels."
+        )
+    if ids and name in _DENSE_LABEL_LOSSES:
+        raise ValueError(
+            f"Task '{task.name}': its loss '{name}' takes labels of the "
+            f"predictions' shape {tuple(y_pred.shape)}; received labels of "
+            f"shape {tuple(y_true.shape)}, which look like class ids. Use "
+            "'sparse_categorical_crossentropy' for class ids, or one-hot "
+            "labels."
+        )
+
+
+def label_layout(task, y_true, y_pred, loss_fn=None):
     """Says how `y_true` lines up with `y_pred`, or raises a clear error.
+
+    Args:
+        task: the `Task`, for error messages.
+        y_true: the task's labels.
+        y_pred: the task's predictions.
+        loss_fn: the task's loss. Keras losses known to take class ids
+            (sparse ones) or prediction-shaped labels are checked against
+            the layout. Defaults to `None` (no check).
 
     Returns:
         One of `"dense"` (same shape), `"expand"` (labels lack the trailing
         axis of size 1), `"sparse"` (class ids without a class axis) or
         `"sparse_keepdims"` (class ids with a trailing axis of 1).
     """
-    true_dims = tuple(y_true.shape[1:])
-    pred_dims = tuple(y_pred.shape[1:])
     if len(y_true.shape) == 0:
         raise _shape_error(task, y_true, y_pred)
+    layout = _layout(task, y_true, y_pred)
+    if loss_fn is not None:
+        _check_layout_fits_loss(task, y_true, y_pred, layout, loss_fn)
+    return layout
+
+
+def _layout(task, y_true, y_pred):
+    true_dims = tuple(y_true.shape[1:])
+    pred_dims = tuple(y_pred.shape[1:])
     if _dims_match(true_dims, pred_dims):
         if pred_dims and pred_dims[-1] != 1 and true_dims[-1] == 1:
             return "sparse_keepdims"
@@ -73,14 +142,23 @@ def prepare_labels(task, y_true, y_pred, sample_weight=None, loss_fn=None):
     `sample_weight`.
     """
     y_true = ops.convert_to_tensor(y_true)
+    if not (y_true.dtype.is_floating or y_true.dtype.is_integer) and (
+        y_true.dtype != tf.bool
+    ):
+        raise TypeError(
+            f"Labels of task '{task.name}' have dtype {y_true.dtype.name}; "
+            "expected numbers (floats, or ints for class ids) or booleans. "
+            "Map string labels to class ids first (e.g. with "
+            "`keras.layers.StringLookup`)."
+        )
     if y_true.shape.rank is None:
         # tf.function can relax shapes to unknown rank after retracing: then
         # the labels take the prediction's layout (class ids for sparse
         # losses), checked at run time by the reshape.
-        sparse = "sparse" in str(getattr(loss_fn, "name", "")).lower()
+        sparse = takes_class_ids(loss_fn)
         target = ops.shape(y_pred)[:-1] if sparse else ops.shape(y_pred)
         y_true = tf.reshape(y_true, target)
-    layout = label_layout(task, y_true, y_pred)
+    layout = label_layout(task, y_true, y_pred, loss_fn)
     if layout == "expand":
         y_true = ops.expand_dims(y_true, -1)
         layout = "dense"

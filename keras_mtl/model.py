@@ -1,4 +1,5 @@
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 from keras.src.models.functional import functional_from_config
@@ -131,8 +132,17 @@ class MTLModel(keras.Model):
                 f"{names}. Received outputs: {self._outputs_struct!r}"
             )
         self._tasks = tuple(tasks)
-        self.weighting = weighting_module.get(weighting)
-        self.weighting.set_tasks(names)
+        weighting = weighting_module.get(weighting)
+        if getattr(weighting, "_owned_by_a_model", False):
+            raise ValueError(
+                f"Weighting '{weighting.name}' already belongs to another "
+                "model: its state (weights, histories, its optimizer) would "
+                "be shared and trained twice. Give each model its own: a new "
+                "instance, or the method's name."
+            )
+        weighting.set_tasks(names)
+        weighting._owned_by_a_model = True
+        self.weighting = weighting
         self._task_loss_fns = None
         self._static_loss_weights = None
         self._task_trackers = None
@@ -373,7 +383,38 @@ class MTLModel(keras.Model):
             args[5] = self._with_epoch_hook(args[5])
         else:
             kwargs["callbacks"] = self._with_epoch_hook(kwargs.get("callbacks"))
+        self._check_arrays(args, kwargs)
         return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        self._check_arrays(args, kwargs)
+        return super().evaluate(*args, **kwargs)
+
+    def _check_arrays(self, args, kwargs):
+        """Checks array labels before Keras converts them, and completes a
+        `{task: weights}` dict that names only some tasks (Keras wants one
+        array per output)."""
+        y = args[1] if len(args) > 1 else kwargs.get("y")
+        if not isinstance(y, dict):
+            return
+        for name, value in y.items():
+            dtype = getattr(value, "dtype", None)
+            if isinstance(dtype, np.dtype) and dtype.kind in "USO":
+                raise TypeError(
+                    f"Labels of task '{name}' have dtype {dtype}; expected "
+                    "numbers (floats, or ints for class ids) or booleans. Map "
+                    "string labels to class ids first (e.g. with "
+                    "`keras.layers.StringLookup`)."
+                )
+        weights = kwargs.get("sample_weight")
+        if isinstance(weights, dict):
+            self._task_sample_weight(weights, None)  # unknown keys raise
+            kwargs["sample_weight"] = {
+                name: weights[name]
+                if weights.get(name) is not None
+                else np.ones(np.shape(value)[:1], "float32")
+                for name, value in y.items()
+            }
 
     def _with_epoch_hook(self, callbacks):
         hook = _WeightingEpochEnd(self.weighting)

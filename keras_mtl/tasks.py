@@ -2,8 +2,27 @@ import re
 
 import keras
 from keras.src.losses.losses import LossFunctionWrapper
+from keras.src.metrics import ALL_OBJECTS_DICT as METRICS_BY_NAME
 
 _VALID_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
+# Names that `compile` resolves from the loss, not from `keras.metrics`.
+_LOSS_DEPENDENT_METRICS = ("accuracy", "acc", "crossentropy", "ce")
+
+
+def _check_metric(metric, task_name):
+    if isinstance(metric, str):
+        if metric in _LOSS_DEPENDENT_METRICS or metric in METRICS_BY_NAME:
+            return
+        raise ValueError(
+            f"Task '{task_name}': unknown metric {metric!r}. Expected the name "
+            "of a Keras metric (e.g. 'accuracy', 'auc', 'mae'), a "
+            "`keras.metrics.Metric` instance or a callable."
+        )
+    if not (callable(metric) or isinstance(metric, dict)):
+        raise TypeError(
+            f"Task '{task_name}': each metric must be a name, a "
+            f"`keras.metrics.Metric` or a callable. Received: {metric!r}"
+        )
 
 
 def resolve_loss(loss, task_name):
@@ -50,7 +69,8 @@ class Task:
     Args:
         name: str. The task's name: the key of its labels and predictions, the
             name of its output layer and the prefix of its logs. Starts with a
-            letter; letters, digits, `_`, `.` and `-` only.
+            letter; letters, digits, `_`, `.` and `-` only; not `"val"` or
+            `"val_..."`, Keras's prefix of validation logs.
         loss: str, `keras.losses.Loss` or callable. The task's loss. Defaults
             to `"mse"`.
         metrics: list of metric names or `keras.metrics.Metric` instances.
@@ -97,9 +117,26 @@ class Task:
                 "holds only letters, digits, '_', '.' and '-' (it names a "
                 f"layer and its logs). Received: name={name!r}"
             )
+        if name == "val" or name.startswith("val_"):
+            raise ValueError(
+                "Task `name` must not be 'val' or start with 'val_': Keras "
+                "marks validation logs with that prefix, so its logs would "
+                f"read as another task's validation logs. Received: "
+                f"name={name!r}"
+            )
         resolve_loss(loss, name)
         if metrics is not None and not isinstance(metrics, (list, tuple)):
             metrics = [metrics]
+        for metric in metrics or []:
+            _check_metric(metric, name)
+        try:
+            keras.activations.get(activation)
+        except ValueError:
+            raise ValueError(
+                f"Task '{name}': unknown activation {activation!r}. Expected "
+                "the name of a Keras activation (e.g. 'sigmoid', 'softmax'), "
+                "a callable or None (linear)."
+            ) from None
         if not isinstance(units, int) or isinstance(units, bool) or units < 1:
             raise ValueError(
                 f"Task '{name}': `units` must be an int >= 1. "

@@ -161,6 +161,14 @@ def test_sample_weights_shared_and_per_task():
     assert per_task["multi_loss"] == pytest.approx(
         _manual_losses(model, x, y)["multi"], rel=1e-5
     )
+    # Arrays too: a dict that names some tasks leaves the others unweighted.
+    arrays = model.evaluate(
+        x, y, sample_weight={"reg": weights}, return_dict=True, verbose=0
+    )
+    for key in ("reg_loss", "multi_loss", "binary_loss"):
+        assert arrays[key] == pytest.approx(per_task[key], rel=1e-6)
+    with pytest.raises(ValueError, match="unknown tasks \\['regg'\\]"):
+        model.fit(x, y, sample_weight={"regg": weights}, verbose=0)
 
 
 def test_one_hot_and_column_labels():
@@ -187,23 +195,43 @@ def test_one_hot_and_column_labels():
 
 
 @pytest.mark.parametrize(
-    "labels, match",
+    "change, error, match",
     [
-        ({"reg": 0, "binary": 0}, "Missing: \\['multi'\\]"),
-        ({"reg": 0, "binary": 0, "multi": 0, "extra": 0}, "unknown keys"),
-        ({"reg": "multi_shape", "binary": 0, "multi": 0}, "task 'reg'"),
+        ({"multi": None}, ValueError, "Missing: \\['multi'\\]"),
+        ({"extra": np.zeros(8)}, ValueError, "unknown keys: \\['extra'\\]"),
+        ({"reg": np.ones((8, 3))}, ValueError, "task 'reg'.*shape"),
+        # One-hot labels for a sparse loss, class ids for a dense one.
+        ({"multi": np.eye(4)[np.arange(8) % 4]}, ValueError, "'multi'.*ids"),
+        ({"binary": np.zeros((8, 1, 1))}, ValueError, "'binary'.*shape"),
+        ({"reg": np.array(["a"] * 8)}, TypeError, "task 'reg'.*dtype"),
     ],
 )
-def test_bad_labels_raise_clear_errors(labels, match):
+@pytest.mark.parametrize("as_dataset", [False, True])
+def test_bad_labels_raise_clear_errors(change, error, match, as_dataset):
     model = testing.tiny_model()
     x, y = testing.tiny_data(n=8)
-    bad = {}
-    for key in labels:
-        bad[key] = y.get(key, y["reg"])
-    if labels.get("reg") == "multi_shape":
-        bad["reg"] = np.ones((8, 3), "float32")
-    with pytest.raises(ValueError, match=match):
-        model.fit(x, bad, epochs=1, verbose=0)
+    y = {**y, **change}
+    y = {k: v for k, v in y.items() if v is not None}
+    data = {"x": x, "y": y}
+    if as_dataset:
+        data = {"x": tf.data.Dataset.from_tensor_slices((x, y)).batch(8)}
+    with pytest.raises(error, match=match):
+        model.fit(**data, epochs=1, verbose=0)
+
+
+def test_class_ids_for_a_dense_loss_raise_a_clear_error():
+    inputs = keras.Input((8,))
+    tasks = [
+        keras_mtl.Task(
+            "c", loss="categorical_crossentropy", units=3, activation="softmax"
+        ),
+        keras_mtl.Task("r"),
+    ]
+    model = keras_mtl.build_mtl_model(inputs, tasks, trunk=[4])
+    model.compile(optimizer="sgd")
+    x = np.zeros((8, 8), "float32")
+    with pytest.raises(ValueError, match="'c'.*categorical_crossentropy.*ids"):
+        model.fit(x, {"c": np.arange(8) % 3, "r": np.zeros(8)}, verbose=0)
 
 
 @pytest.mark.parametrize(
@@ -233,6 +261,13 @@ def test_bad_build_arguments_raise_clear_errors(kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         keras_mtl.build_mtl_model(**args)
+
+
+def test_a_weighting_method_belongs_to_one_model():
+    method = keras_mtl.weighting.UncertaintyWeighting()
+    testing.tiny_model(weighting=method)
+    with pytest.raises(ValueError, match="already belongs to another model"):
+        testing.tiny_model(weighting=method)
 
 
 def test_model_outputs_must_match_tasks():

@@ -42,8 +42,22 @@ def test_task_with_layer_head_round_trip():
         ({"name": "a", "head": [0]}, ValueError, "Task 'a'.*head"),
         ({"name": "a", "loss_weight": -1}, ValueError, "loss_weight"),
         ({"name": "a", "loss_weight": "x"}, TypeError, "loss_weight"),
+        ({"name": "val"}, ValueError, "'val'"),
+        ({"name": "val_score"}, ValueError, "'val_'"),
+        ({"name": "a", "metrics": ["acuracy"]}, ValueError, "Task 'a'.*metric"),
+        ({"name": "a", "metrics": [3]}, TypeError, "Task 'a'.*metric"),
+        ({"name": "a", "activation": "sigmod"}, ValueError, "Task 'a'.*activ"),
     ],
 )
 def test_task_rejects_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         keras_mtl.Task(**kwargs)
+
+
+def test_task_accepts_every_kind_of_metric_and_activation():
+    task = keras_mtl.Task(
+        "valence",
+        metrics=["acc", "auc", "AUC", keras.metrics.MeanSquaredError(), len],
+        activation=keras.activations.relu,
+    )
+    assert len(task.metrics) == 5
