@@ -12,11 +12,13 @@ here before TensorFlow starts).
 
 A step's time is the time between consecutive training batches; each
 model's is the 10th percentile (least disturbed by other work on a shared
-machine) and the median over `--repeats` epochs of `--steps` steps.
+machine) and the median over `--repeats` rounds of one `--steps`-step epoch
+per model, the models interleaved (in reversed order every other round) so
+that load on the machine hits all alike.
 `equal` is keras-mtl's own loss-level path.
 
 Run: `PYTHONPATH=. python benchmarks/gradient_methods.py [--tasks 2 10 40]
-[--steps 20] [--repeats 3]`
+[--steps 20] [--repeats 5]`
 """
 
 import argparse
@@ -71,62 +73,76 @@ def _mtl(num_tasks, weighting):
     return model
 
 
-def _measure(model, x, y, steps, repeats):
-    """Step times `(p10, median)` in seconds and the peak step memory
-    (bytes), after a warm-up that traces the train function."""
-    step_times(
-        model, x[: 2 * BATCH], {k: v[: 2 * BATCH] for k, v in y.items()}, BATCH
-    )
+def _timed_epoch(model, x, y):
+    """Step times (seconds) of one epoch and its peak memory (bytes) above
+    what was allocated before it."""
     before = tf.config.experimental.get_memory_info("CPU:0")["current"]
     tf.config.experimental.reset_memory_stats("CPU:0")
-    times = []
-    for _ in range(repeats):
-        times += step_times(model, x, y, BATCH)
+    times = step_times(model, x, y, BATCH)
     peak = tf.config.experimental.get_memory_info("CPU:0")["peak"]
-    return np.percentile(times, 10), np.median(times), max(peak - before, 1)
+    return times, max(peak - before, 1)
+
+
+def _models(num_tasks):
+    models = {("keras", "-"): _plain_keras(num_tasks)}
+    models[("equal", "-")] = _mtl(num_tasks, "equal")
+    for name in METHODS:
+        for mode in ("param", "rep"):
+            method = type(keras_mtl.weighting.get(name))(mode=mode)
+            models[(name, mode)] = _mtl(num_tasks, method)
+    return models
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, nargs="+", default=[2, 10, 40])
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     print(
         f"trunk {INPUT_DIM}-{WIDTH}-{WIDTH}, batch {BATCH}, Adam, "
-        f"{args.repeats} x {args.steps} steps; step time (p10, median) and "
-        "peak memory as ratios to plain Keras equal weighting"
+        f"{args.repeats} interleaved rounds x {args.steps} steps; step time "
+        "(p10, median) and peak memory as ratios to plain Keras equal "
+        "weighting"
     )
     print(
         f"{'T':>3} {'method':<12} {'mode':<6} {'p10':>7} {'median':>7} "
         f"{'memory':>7}"
     )
     for num_tasks in args.tasks:
-        x, y = _data(num_tasks, args.steps)
+        keras.backend.clear_session()
         keras.utils.set_random_seed(0)
-        base_fast, base_median, base_memory = _measure(
-            _plain_keras(num_tasks), x, y, args.steps, args.repeats
-        )
+        x, y = _data(num_tasks, args.steps)
+        models = _models(num_tasks)
+        for model in models.values():  # warm-up: tracing
+            step_times(
+                model,
+                x[: 2 * BATCH],
+                {k: v[: 2 * BATCH] for k, v in y.items()},
+                BATCH,
+            )
+        times = {key: [] for key in models}
+        memory = {key: 0 for key in models}
+        for round_index in range(args.repeats):
+            keys = list(models)[:: -1 if round_index % 2 else 1]
+            for key in keys:
+                steps, peak = _timed_epoch(models[key], x, y)
+                times[key] += steps
+                memory[key] = max(memory[key], peak)
+        fast = {key: np.percentile(v, 10) for key, v in times.items()}
+        median = {key: np.median(v) for key, v in times.items()}
+        base = ("keras", "-")
         print(
             f"{num_tasks:>3} {'keras':<12} {'-':<6} "
-            f"{base_fast * 1e3:>5.1f}ms {base_median * 1e3:>5.1f}ms "
-            f"{base_memory / 2**20:>5.1f}MB"
+            f"{fast[base] * 1e3:>5.1f}ms {median[base] * 1e3:>5.1f}ms "
+            f"{memory[base] / 2**20:>5.1f}MB"
         )
-        rows = [("equal", "-")] + [
-            (name, mode) for name in METHODS for mode in ("param", "rep")
-        ]
-        for name, mode in rows:
-            keras.backend.clear_session()
-            weighting = keras_mtl.weighting.get(name)
-            if mode != "-":
-                weighting.mode = mode
-            fast, median, memory = _measure(
-                _mtl(num_tasks, weighting), x, y, args.steps, args.repeats
-            )
+        for key in list(models)[1:]:
             print(
-                f"{num_tasks:>3} {name:<12} {mode:<6} "
-                f"{fast / base_fast:>6.2f}x {median / base_median:>6.2f}x "
-                f"{memory / base_memory:>6.2f}x",
+                f"{num_tasks:>3} {key[0]:<12} {key[1]:<6} "
+                f"{fast[key] / fast[base]:>6.2f}x "
+                f"{median[key] / median[base]:>6.2f}x "
+                f"{memory[key] / memory[base]:>6.2f}x",
                 flush=True,
             )
 

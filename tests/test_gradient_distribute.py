@@ -82,6 +82,7 @@ from keras_mtl import testing
 
 x, y = testing.tiny_data(n=64, seed=3)
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+keras.utils.set_random_seed(0)
 with mirrored.scope():
     model = testing.tiny_model(weighting="pcgrad", trunk=(16,))
 weighting = model.weighting

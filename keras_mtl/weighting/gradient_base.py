@@ -29,6 +29,13 @@ def _all_reduce_sum(values):
     return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
 
 
+def _add(gradient, other):
+    """The sum of two gradients of one variable, either of them `None`."""
+    if gradient is None:
+        return other
+    return gradient if other is None else gradient + other
+
+
 def _flat_gram(matrices):
     """`sum_k M_k M_k^T` over `(T, ...)` tensors flattened to `(T, n_k)`."""
     gram = 0.0
@@ -245,21 +252,31 @@ class GradientWeighting(Weighting):
             self._rep_split = _RepSplit(trunk, heads)
         return self._rep_split
 
-    def representation_gradients(self, tape, task_terms, representation):
-        """`(T, *representation.shape)` gradients of each task's loss.
+    def representation_gradients(
+        self, tape, task_terms, representation, variables=()
+    ):
+        """Each task's gradient of the representation, and of `variables`.
 
         One backward pass per task through its own head only (the other
         heads do not depend on it), so together they cost one backward
         pass through the heads, and memory grows with T times the
-        representation, not T times all the heads.
+        representation, not T times all the heads. The same passes give
+        the gradients of the task-specific `variables` (the heads'), summed
+        over the tasks: no second backward pass through the heads.
+
+        Returns:
+            `(jacobian, gradients)`: the `(T, *representation.shape)`
+            gradients, and one gradient (or `None`) per variable.
         """
-        gradients = []
+        jacobian, sums = [], [None] * len(variables)
         for term in task_terms:
-            gradient = tape.gradient(term, representation)
-            if gradient is None:
-                gradient = tf.zeros_like(representation)
-            gradients.append(gradient)
-        return tf.stack(gradients)
+            gradients = tape.gradient(term, [representation, *variables])
+            own = gradients[0]
+            jacobian.append(
+                tf.zeros_like(representation) if own is None else own
+            )
+            sums = [_add(s, g) for s, g in zip(sums, gradients[1:])]
+        return tf.stack(jacobian), sums
 
     def trunk_gradients(self, tape, representation, jacobian, shared):
         """Per-task gradients of the shared variables from those of the
@@ -332,8 +349,8 @@ class GradientWeighting(Weighting):
 
         global_losses = distribute.all_reduce_sum(weighted)
         if split is not None:
-            jacobian = self.representation_gradients(
-                tape, task_terms, representation
+            jacobian, other_grads = self.representation_gradients(
+                tape, task_terms, representation, others
             )
         if self.mode == "rep":
             gram = _all_reduce_sum(_flat_gram([jacobian]))
@@ -367,12 +384,14 @@ class GradientWeighting(Weighting):
                 tf.tensordot(tf.cast(weights, j.dtype), j, 1) / replicas
                 for j in jacobians
             ]
+        if split is None:
+            other_grads = tape.gradient(scaled_total, others) if others else []
+        elif model.losses and others:
+            regular = tape.gradient(scaled_extra, others)
+            other_grads = [_add(g, r) for g, r in zip(other_grads, regular)]
         if model.losses:
             regular = tape.gradient(scaled_extra, shared)
-            shared_grads = [
-                g if r is None else g + r for g, r in zip(shared_grads, regular)
-            ]
-        other_grads = tape.gradient(scaled_total, others) if others else []
+            shared_grads = [_add(g, r) for g, r in zip(shared_grads, regular)]
         del tape
         optimizer.apply(
             list(shared_grads) + list(other_grads), list(shared) + others
