@@ -121,6 +121,13 @@ class MTLModel(keras.Model):
     """
 
     def __init__(self, *args, tasks=None, weighting="equal", **kwargs):
+        if tasks is None:
+            raise ValueError(
+                "MTLModel needs `tasks`, the list of keras_mtl.Task of its "
+                "outputs. (`keras.models.clone_model` does not pass them: "
+                "rebuild the model with `keras_mtl.build_mtl_model`, or copy "
+                "it with `MTLModel.from_config(model.get_config())`.)"
+            )
         super().__init__(*args, **kwargs)
         tasks = check_tasks(tasks)
         names = [t.name for t in tasks]

@@ -275,6 +275,8 @@ def test_model_outputs_must_match_tasks():
     outputs = {"a": keras.layers.Dense(1, name="a")(inputs)}
     with pytest.raises(ValueError, match="task names"):
         keras_mtl.MTLModel(inputs, outputs, tasks=[keras_mtl.Task("b")])
+    with pytest.raises(ValueError, match="needs `tasks`.*clone_model"):
+        keras.models.clone_model(testing.tiny_model())
 
 
 def test_shared_and_task_variables():
