@@ -279,6 +279,20 @@ def test_jit_combine_false_runs_combine_in_the_graph():
     assert model.weighting._compiled_combine is None
 
 
+@pytest.mark.parametrize("sharing", ["hard", "cross_stitch"])
+def test_parallel_tasks_changes_the_passes_not_the_update(sharing):
+    x, y = testing.tiny_data(n=32)
+    trained = []
+    for parallel_tasks in (None, 2):
+        keras.utils.set_random_seed(4)
+        method = PCGrad(parallel_tasks=parallel_tasks)
+        model = testing.tiny_model(weighting=method, sharing=sharing)
+        model.fit(x, y, batch_size=16, verbose=0)
+        trained.append(model.trainable_variables)
+    for a, b in zip(*trained):
+        testing.assert_allclose(a, b, atol=1e-6, msg=a.path)
+
+
 class SumOfGradients(GradientWeighting):
     def combine(self, gram, task_losses, step=0):
         return tf.ones((self.num_tasks,))

@@ -31,7 +31,9 @@ class GradNorm(Weighting):
     saved with the model.
 
     This method overrides the training step (`custom_train_step = True`):
-    one extra backward pass per task, from its loss to `W` only.
+    one extra backward pass per task, from its loss to `W` only. With
+    `mixed_float16` those passes start from the loss-scaled task losses, as
+    the model's own does, and their gradients are unscaled.
 
     Args:
         alpha: float >= 0. Strength of the restoring force towards equal
@@ -160,6 +162,9 @@ class GradNorm(Weighting):
     def train_step(self, model, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         kernel = self.shared_kernel(model)
+        # The task losses are scaled like the total (mixed_float16), so that
+        # their gradients at the kernel do not underflow; unscaled below.
+        scale = ops.cast(model.optimizer.scale_loss(1.0), "float32")
         with tf.GradientTape(persistent=True) as tape:
             y_pred = model(x, training=True)
             task_losses = model.compute_task_losses(y, y_pred, sample_weight)
@@ -170,7 +175,9 @@ class GradNorm(Weighting):
             )
             static = ops.convert_to_tensor(model.static_loss_weights, "float32")
             weighted_losses = task_losses * static
-            per_task = [weighted_losses[i] for i in range(self.num_tasks)]
+            per_task = [
+                weighted_losses[i] * scale for i in range(self.num_tasks)
+            ]
             loss = model.optimizer.scale_loss(loss)
         variables = model.trainable_variables
         gradients = tape.gradient(loss, variables)
@@ -179,7 +186,7 @@ class GradNorm(Weighting):
             gradient = tape.gradient(task_loss, kernel)
             if gradient is None:
                 gradient = ops.zeros_like(kernel)
-            kernel_gradients.append(gradient)
+            kernel_gradients.append(ops.cast(gradient, "float32") / scale)
         del tape
         model.optimizer.apply(gradients, variables)
         self.update_task_weights(weighted_losses, ops.stack(kernel_gradients))

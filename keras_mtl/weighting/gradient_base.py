@@ -141,10 +141,11 @@ class GradientWeighting(Weighting):
         mode: str. `"param"` (gradients with respect to the shared
             parameters) or `"rep"` (with respect to the shared
             representation). Defaults to `"param"`.
-        parallel_tasks: int or `None`. How many task gradients the
-            vectorised Jacobian computes at once (models without one
-            shared representation); bounds memory for many tasks. Defaults
-            to `None` (all at once).
+        parallel_tasks: int or `None`. In `param` mode, how many tasks'
+            gradients one vectorised backward pass computes at once: the
+            passes' intermediate tensors grow with it, so it bounds memory
+            for many tasks (the T gradients themselves are kept either
+            way). Defaults to `None` (all at once).
         log_weights: bool. Whether to log `<task>_weight`. Defaults to
             `True`.
         **kwargs: Base layer keyword arguments, such as `name`.
@@ -280,7 +281,8 @@ class GradientWeighting(Weighting):
 
     def trunk_gradients(self, tape, representation, jacobian, shared):
         """Per-task gradients of the shared variables from those of the
-        representation: one vectorised backward pass through the trunk."""
+        representation: one vectorised backward pass through the trunk (of
+        `parallel_tasks` tasks at a time)."""
 
         def backward(output_gradient):
             gradients = tape.gradient(
@@ -291,7 +293,12 @@ class GradientWeighting(Weighting):
                 for g, v in zip(gradients, shared)
             ]
 
-        return tf.vectorized_map(backward, jacobian)
+        size = self.parallel_tasks or self.num_tasks
+        chunks = [
+            tf.vectorized_map(backward, jacobian[start : start + size])
+            for start in range(0, self.num_tasks, size)
+        ]
+        return [tf.concat(parts, axis=0) for parts in zip(*chunks)]
 
     def per_task_gradients(self, tape, task_losses, sources):
         """Jacobians of the `(T,)` losses recorded on a persistent `tape`.
