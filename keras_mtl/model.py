@@ -337,8 +337,18 @@ class MTLModel(keras.Model):
         Each entry is the task's loss over its labelled examples, divided so
         that the shares of all replicas add up to the global-batch loss.
         """
+        return ops.stack(self.compute_task_loss_list(y, y_pred, sample_weight))
+
+    def compute_task_loss_list(self, y, y_pred, sample_weight=None):
+        """The task losses of `compute_task_losses`, as a list of scalars.
+
+        For per-task gradients: the gradient of one of these reaches only
+        its task's head, where that of an entry of the stacked `(T,)`
+        tensor goes back through every task's loss (with zeros), T times
+        the work.
+        """
         labels = self.prepare_labels(y, y_pred, sample_weight)
-        losses = [
+        return [
             masking.masked_task_loss(
                 loss_fn,
                 labels["y"][task.name],
@@ -348,7 +358,6 @@ class MTLModel(keras.Model):
             )
             for task, loss_fn in zip(self._tasks, self._task_loss_fns)
         ]
-        return ops.stack(losses)
 
     def combine_losses(self, task_losses, y_pred, training=True):
         """Weights the task losses, adds regularisers and logs the terms."""

@@ -167,7 +167,8 @@ class GradNorm(Weighting):
         scale = ops.cast(model.optimizer.scale_loss(1.0), "float32")
         with tf.GradientTape(persistent=True) as tape:
             y_pred = model(x, training=True)
-            task_losses = model.compute_task_losses(y, y_pred, sample_weight)
+            loss_list = model.compute_task_loss_list(y, y_pred, sample_weight)
+            task_losses = ops.stack(loss_list)
             loss = model.combine_losses(task_losses, y_pred, training=True)
             model._loss_tracker.update_state(
                 loss * distribute.num_replicas(),
@@ -176,7 +177,8 @@ class GradNorm(Weighting):
             static = ops.convert_to_tensor(model.static_loss_weights, "float32")
             weighted_losses = task_losses * static
             per_task = [
-                weighted_losses[i] * scale for i in range(self.num_tasks)
+                loss * weight * scale
+                for loss, weight in zip(loss_list, model.static_loss_weights)
             ]
             loss = model.optimizer.scale_loss(loss)
         variables = model.trainable_variables

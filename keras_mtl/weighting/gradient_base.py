@@ -343,7 +343,8 @@ class GradientWeighting(Weighting):
                 y_pred = split.heads(representation, training=True)
             else:
                 y_pred = model(x, training=True)
-            task_losses = model.compute_task_losses(y, y_pred, sample_weight)
+            loss_list = model.compute_task_loss_list(y, y_pred, sample_weight)
+            task_losses = ops.stack(loss_list)
             weighted = task_losses * static
             extra = 0.0
             if model.losses:
@@ -352,7 +353,10 @@ class GradientWeighting(Weighting):
             scaled_losses = weighted * scale
             scaled_extra = extra * scale
             scaled_total = ops.sum(weighted) * scale + scaled_extra
-            task_terms = [scaled_losses[i] for i in range(self.num_tasks)]
+            task_terms = [
+                loss * weight * scale
+                for loss, weight in zip(loss_list, model.static_loss_weights)
+            ]
 
         global_losses = distribute.all_reduce_sum(weighted)
         if split is not None:
