@@ -775,8 +775,7 @@ def gradient_cosine_similarity(
             break
         with tf.GradientTape(persistent=True) as tape:
             y_pred = model(x_batch, training=False)
-            task_losses = model.compute_task_losses(y_batch, y_pred, sw_batch)
-            per_task = [task_losses[i] for i in range(num_tasks)]
+            per_task = model.compute_task_loss_list(y_batch, y_pred, sw_batch)
         rows = []
         for loss in per_task:
             grads = tape.gradient(loss, shared)
