@@ -37,6 +37,14 @@ def takes_class_ids(loss_fn):
     return "sparse" in _loss_name(loss_fn)
 
 
+def label_dtype_error(task_name, dtype):
+    return TypeError(
+        f"Labels of task '{task_name}' have dtype {dtype}; expected numbers "
+        "(floats, or ints for class ids) or booleans. Map string labels to "
+        "class ids first (e.g. with `keras.layers.StringLookup`)."
+    )
+
+
 def _shape_error(task, y_true, y_pred):
     return ValueError(
         f"Labels of task '{task.name}' have shape {tuple(y_true.shape)}, which "
@@ -145,12 +153,7 @@ def prepare_labels(task, y_true, y_pred, sample_weight=None, loss_fn=None):
     if not (y_true.dtype.is_floating or y_true.dtype.is_integer) and (
         y_true.dtype != tf.bool
     ):
-        raise TypeError(
-            f"Labels of task '{task.name}' have dtype {y_true.dtype.name}; "
-            "expected numbers (floats, or ints for class ids) or booleans. "
-            "Map string labels to class ids first (e.g. with "
-            "`keras.layers.StringLookup`)."
-        )
+        raise label_dtype_error(task.name, y_true.dtype.name)
     if y_true.shape.rank is None:
         # tf.function can relax shapes to unknown rank after retracing: then
         # the labels take the prediction's layout (class ids for sparse

@@ -416,12 +416,7 @@ class MTLModel(keras.Model):
         for name, value in y.items():
             dtype = getattr(value, "dtype", None)
             if isinstance(dtype, np.dtype) and dtype.kind in "USO":
-                raise TypeError(
-                    f"Labels of task '{name}' have dtype {dtype}; expected "
-                    "numbers (floats, or ints for class ids) or booleans. Map "
-                    "string labels to class ids first (e.g. with "
-                    "`keras.layers.StringLookup`)."
-                )
+                raise masking.label_dtype_error(name, dtype)
         weights = kwargs.get("sample_weight")
         if isinstance(weights, dict):
             self._task_sample_weight(weights, None)  # unknown keys raise

@@ -177,8 +177,8 @@ class GradNorm(Weighting):
             static = ops.convert_to_tensor(model.static_loss_weights, "float32")
             weighted_losses = task_losses * static
             per_task = [
-                loss * weight * scale
-                for loss, weight in zip(loss_list, model.static_loss_weights)
+                value * weight * scale
+                for value, weight in zip(loss_list, model.static_loss_weights)
             ]
             loss = model.optimizer.scale_loss(loss)
         variables = model.trainable_variables

@@ -354,8 +354,8 @@ class GradientWeighting(Weighting):
             scaled_extra = extra * scale
             scaled_total = ops.sum(weighted) * scale + scaled_extra
             task_terms = [
-                loss * weight * scale
-                for loss, weight in zip(loss_list, model.static_loss_weights)
+                value * weight * scale
+                for value, weight in zip(loss_list, model.static_loss_weights)
             ]
 
         global_losses = distribute.all_reduce_sum(weighted)
