@@ -1,3 +1,5 @@
+import abc
+
 import keras
 
 
@@ -38,7 +40,7 @@ def merge_inputs(inputs):
     return inputs
 
 
-class Sharing:
+class Sharing(abc.ABC):
     """Base class of the ways tasks share a network.
 
     A sharing scheme is a builder: `build` wires the model inputs through
@@ -47,6 +49,7 @@ class Sharing:
     creates live in the functional graph, so they are saved with the model.
     """
 
+    @abc.abstractmethod
     def build(self, inputs, trunk, task_names):
         """Returns `{task_name: features}` for the given inputs and trunk.
 
@@ -55,4 +58,3 @@ class Sharing:
             trunk: the trunk spec: a list of hidden sizes, a layer or `None`.
             task_names: list of str.
         """
-        raise NotImplementedError

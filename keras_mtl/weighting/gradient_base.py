@@ -1,3 +1,5 @@
+import abc
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -89,7 +91,7 @@ def _depends_on(tensor, ancestor):
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
-class GradientWeighting(Weighting):
+class GradientWeighting(Weighting, metaclass=abc.ABCMeta):
     """Base class of the methods that combine per-task gradients.
 
     Each training step computes, for every task `i`, the gradient `g_i` of
@@ -198,6 +200,7 @@ class GradientWeighting(Weighting):
     def compute_weights(self, task_losses, training=False):
         return ops.convert_to_tensor(self.task_weights)
 
+    @abc.abstractmethod
     def combine(self, gram, task_losses, step=0):
         """Returns the `(T,)` weights of the per-task gradients.
 
@@ -211,9 +214,6 @@ class GradientWeighting(Weighting):
         Returns:
             `(T,)` float32 tensor `w`: the update is `sum_i w_i g_i`.
         """
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement `combine`."
-        )
 
     def _combine(self, gram, task_losses, step):
         """`combine`, compiled with XLA unless `jit_combine` is false."""
