@@ -17,6 +17,18 @@ from keras_mtl.model import MTLModel
 from keras_mtl.model import check_tasks
 from keras_mtl.tasks import Task
 
+__all__ = [
+    "AVERAGES",
+    "delta_m",
+    "evaluate_tasks",
+    "gradient_cosine_similarity",
+    "metric_higher_is_better",
+    "relative_changes",
+    "results_table",
+    "task_results_from_logs",
+    "train_single_task_baselines",
+]
+
 AVERAGES = ("metrics", "tasks")
 
 # Substrings of metric names, checked in this order; the first hit decides.
@@ -218,6 +230,10 @@ def relative_changes(
     keras_mtl.evaluation.relative_changes(
         {"left": {"accuracy": 0.96}}, {"left": {"accuracy": 0.97}})
     ```
+
+    References:
+        - [Vandenhende et al., 2021](https://arxiv.org/abs/2004.13379),
+          single-task baselines and Delta_m.
     """
     mtl = _as_results(mtl_results, "mtl_results")
     base = _as_results(baseline_results, "baseline_results")
@@ -366,6 +382,10 @@ def results_table(
     ```python
     print(keras_mtl.evaluation.results_table(mtl_results, baselines))
     ```
+
+    References:
+        - [Vandenhende et al., 2021](https://arxiv.org/abs/2004.13379),
+          single-task baselines and Delta_m.
     """
     _check_average(average)
     base = _as_results(baseline_results, "baseline_results")
@@ -650,6 +670,10 @@ def train_single_task_baselines(
     mtl = keras_mtl.evaluation.evaluate_tasks(model, x_val, y_val)
     print(keras_mtl.evaluation.results_table(mtl, baselines))
     ```
+
+    References:
+        - [Vandenhende et al., 2021](https://arxiv.org/abs/2004.13379),
+          single-task baselines and Delta_m.
     """
     tasks = check_tasks(tasks)
     if build_fn is None:

@@ -118,6 +118,12 @@ class MTLModel(keras.Model):
         tasks=[keras_mtl.Task("a"), keras_mtl.Task("b")])
     model.compile(optimizer="adam")
     ```
+
+    References:
+        - [Caruana, 1997](https://doi.org/10.1023/A:1007379606734),
+          Multitask Learning.
+        - [Ruder, 2017](https://arxiv.org/abs/1706.05098), an overview of
+          multi-task learning in deep networks.
     """
 
     def __init__(self, *args, tasks=None, weighting="equal", **kwargs):

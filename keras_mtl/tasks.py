@@ -98,6 +98,10 @@ class Task:
                        missing_label=-1),
     ]
     ```
+
+    References:
+        - [Caruana, 1997](https://doi.org/10.1023/A:1007379606734),
+          Multitask Learning.
     """
 
     def __init__(

@@ -24,6 +24,14 @@ from keras_mtl import weighting as weighting_module
 from keras_mtl.model import MTLModel
 from keras_mtl.model import check_tasks
 
+__all__ = [
+    "MTLHyperModel",
+    "MultiTaskObjective",
+    "SHARING_SEARCH_SPACE",
+    "WEIGHTING_SEARCH_SPACE",
+    "default_objective_metrics",
+]
+
 
 # Argument ranges of known methods, by registry name. A spec is a dict of
 # `hp.Float`/`hp.Int` arguments (`min_value`, `max_value`, `sampling`,
@@ -113,6 +121,10 @@ class MultiTaskObjective(keras.callbacks.Callback):
     tuner = keras_tuner.RandomSearch(
         hypermodel, objective=objective.objective, max_trials=10)
     ```
+
+    References:
+        - [Vandenhende et al., 2021](https://arxiv.org/abs/2004.13379), for
+          Delta_m as the multi-task figure of merit.
     """
 
     def __init__(
@@ -232,7 +244,24 @@ class MultiTaskObjective(keras.callbacks.Callback):
 
 
 def default_objective_metrics(tasks):
-    """`{task: metric}`: each task's first metric, or its loss if none."""
+    """`{task: metric}`: each task's first metric, or its loss if none.
+
+    The metrics `MTLHyperModel` scores by default.
+
+    Args:
+        tasks: list of `keras_mtl.Task`.
+
+    Returns:
+        dict `{task_name: metric_name}`.
+
+    Example:
+
+    ```python
+    keras_mtl.tuner.default_objective_metrics(
+        [keras_mtl.Task("a", metrics=["mae"]), keras_mtl.Task("b")])
+    # {"a": "mae", "b": "loss"}
+    ```
+    """
     metrics = {}
     for task in check_tasks(tasks):
         metric = task.metrics[0] if task.metrics else "loss"

@@ -105,6 +105,9 @@ def load_multi_mnist(
     ```python
     (x, y), (x_test, y_test) = keras_mtl.data.load_multi_mnist()
     ```
+
+    References:
+        - [Sener & Koltun, 2018](https://arxiv.org/abs/1810.04650)
     """
     if source not in SOURCES:
         raise ValueError(

@@ -47,6 +47,26 @@ class Sharing(abc.ABC):
     shared and task-specific layers and returns one feature tensor per
     task, on which `build_mtl_model` puts each task's head. The layers it
     creates live in the functional graph, so they are saved with the model.
+
+    Example:
+
+    ```python
+    class SharedThenSplit(keras_mtl.sharing.Sharing):
+        # One shared layer, then one private layer per task.
+
+        def build(self, inputs, trunk, task_names):
+            shared = keras.layers.Dense(32, activation="relu")(inputs)
+            return {
+                name: keras.layers.Dense(16, name=f"{name}_private")(shared)
+                for name in task_names
+            }
+
+    model = keras_mtl.build_mtl_model(inputs, tasks, sharing=SharedThenSplit())
+    ```
+
+    References:
+        - [Ruder, 2017](https://arxiv.org/abs/1706.05098), hard and soft
+          parameter sharing.
     """
 
     @abc.abstractmethod

@@ -78,12 +78,44 @@ ALL_OBJECTS_DICT.update(
 
 
 def serialize(weighting):
-    """Returns the config dict of a weighting method."""
+    """Returns the config dict of a weighting method.
+
+    Args:
+        weighting: a `keras_mtl.weighting.Weighting`.
+
+    Returns:
+        A JSON-serializable dict, which `deserialize` turns back into an
+        equal method (its state lives in variables, saved with the model).
+
+    Example:
+
+    ```python
+    config = keras_mtl.weighting.serialize(keras_mtl.weighting.CAGrad(c=0.5))
+    keras_mtl.weighting.deserialize(config).c  # 0.5
+    ```
+    """
     return keras.saving.serialize_keras_object(weighting)
 
 
 def deserialize(config, custom_objects=None):
-    """Returns a weighting method from its config dict."""
+    """Returns a weighting method from its config dict.
+
+    Args:
+        config: dict, from `serialize` (or a `.keras` file's config).
+        custom_objects: dict of name to class, for methods of your own that
+            are not registered with `keras.saving.register_keras_serializable`.
+            Defaults to `None`.
+
+    Returns:
+        A new, unbound `keras_mtl.weighting.Weighting`.
+
+    Example:
+
+    ```python
+    method = keras_mtl.weighting.deserialize(
+        keras_mtl.weighting.serialize(keras_mtl.weighting.PCGrad(seed=3)))
+    ```
+    """
     return keras.saving.deserialize_keras_object(
         config,
         module_objects=ALL_OBJECTS_DICT,

@@ -44,6 +44,12 @@ class Weighting(keras.layers.Layer):
             inverse = 1.0 / (totals + 1e-8)
             return len(self.task_names) * inverse / ops.sum(inverse)
     ```
+
+    References:
+        - [Vandenhende et al., 2021](https://arxiv.org/abs/2004.13379), a
+          survey of task-balancing methods.
+        - [Lin & Zhang, 2022](https://arxiv.org/abs/2203.14338), LibMTL,
+          the weighting interface of the PyTorch library.
     """
 
     custom_train_step = False

@@ -162,6 +162,12 @@ class GradientWeighting(Weighting, metaclass=abc.ABCMeta):
     model = keras_mtl.build_mtl_model(
         inputs, tasks, trunk=[64], weighting=SumOfUnitGradients())
     ```
+
+    References:
+        - [Sener & Koltun, 2018](https://arxiv.org/abs/1810.04650), per-task
+          gradients of the shared representation (MGDA-UB).
+        - [Yu et al., 2020](https://arxiv.org/abs/2001.06782), conflicting
+          task gradients.
     """
 
     custom_train_step = True
