@@ -78,6 +78,17 @@ class CrossStitchSharing(Sharing):
         - [Misra et al., 2016](https://arxiv.org/abs/1604.03539)
     """
 
+    # Ranges of the arguments for keras_mtl.tuner (see `search_space`).
+    search_space = {
+        "diagonal": {"min_value": 0.5, "max_value": 0.95, "default": 0.9},
+        "learning_rate_multiplier": {
+            "min_value": 1.0,
+            "max_value": 100.0,
+            "sampling": "log",
+            "default": 1.0,
+        },
+    }
+
     def __init__(
         self,
         per_channel=False,

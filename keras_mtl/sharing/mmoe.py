@@ -39,6 +39,11 @@ class MMoESharing(Sharing):
         - [Ma et al., 2018](https://doi.org/10.1145/3219819.3220007)
     """
 
+    # Ranges of the arguments for keras_mtl.tuner (see `search_space`).
+    search_space = {
+        "num_experts": {"values": [2, 4, 8], "default": 4},
+    }
+
     def __init__(self, num_experts=4):
         self.num_experts = check_count(num_experts, "num_experts", 1)
 

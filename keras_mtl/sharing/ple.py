@@ -36,6 +36,13 @@ class PLESharing(Sharing):
         - [Tang et al., 2020](https://doi.org/10.1145/3383313.3412236)
     """
 
+    # Ranges of the arguments for keras_mtl.tuner (see `search_space`).
+    search_space = {
+        "num_levels": [1, 2],
+        "num_task_experts": [1, 2],
+        "num_shared_experts": [1, 2],
+    }
+
     def __init__(self, num_levels=2, num_task_experts=1, num_shared_experts=1):
         self.num_levels = check_count(num_levels, "num_levels", 1)
         self.num_task_experts = check_count(

@@ -29,6 +29,16 @@ class SoftSharing(Sharing):
         - [Duong et al., 2015](https://aclanthology.org/P15-2139/)
     """
 
+    # Ranges of the arguments for keras_mtl.tuner (see `search_space`).
+    search_space = {
+        "strength": {
+            "min_value": 1e-05,
+            "max_value": 0.1,
+            "sampling": "log",
+            "default": 0.001,
+        },
+    }
+
     def __init__(self, strength=1e-3):
         if not isinstance(strength, (int, float)) or strength < 0:
             raise ValueError(

@@ -81,6 +81,11 @@ class CAGrad(GradientWeighting):
         - [Liu et al., 2021](https://arxiv.org/abs/2110.14048)
     """
 
+    # Ranges of the arguments for keras_mtl.tuner (see `search_space`).
+    search_space = {
+        "c": {"min_value": 0.1, "max_value": 0.9, "default": 0.4},
+    }
+
     def __init__(
         self,
         c=0.4,

@@ -47,6 +47,16 @@ class DynamicWeightAverage(Weighting):
         - [Liu et al., 2019](https://arxiv.org/abs/1803.10704)
     """
 
+    # Ranges of the arguments for keras_mtl.tuner (see `search_space`).
+    search_space = {
+        "temperature": {
+            "min_value": 0.5,
+            "max_value": 8.0,
+            "sampling": "log",
+            "default": 2.0,
+        },
+    }
+
     def __init__(self, temperature=2.0, log_weights=True, **kwargs):
         super().__init__(log_weights=log_weights, **kwargs)
         if not isinstance(temperature, (int, float)) or not temperature > 0:

@@ -59,6 +59,22 @@ class FAMO(Weighting):
         - [Liu et al., 2023](https://arxiv.org/abs/2306.03792)
     """
 
+    # Ranges of the arguments for keras_mtl.tuner (see `search_space`).
+    search_space = {
+        "learning_rate": {
+            "min_value": 0.005,
+            "max_value": 0.1,
+            "sampling": "log",
+            "default": 0.025,
+        },
+        "gamma": {
+            "min_value": 0.0001,
+            "max_value": 0.01,
+            "sampling": "log",
+            "default": 0.001,
+        },
+    }
+
     custom_train_step = True
 
     def __init__(

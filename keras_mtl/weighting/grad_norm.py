@@ -60,6 +60,22 @@ class GradNorm(Weighting):
         - [Chen et al., 2018](https://arxiv.org/abs/1711.02257)
     """
 
+    # Ranges of the arguments for keras_mtl.tuner (see `search_space`).
+    search_space = {
+        "alpha": {
+            "min_value": 0.1,
+            "max_value": 3.0,
+            "sampling": "log",
+            "default": 1.5,
+        },
+        "learning_rate": {
+            "min_value": 0.001,
+            "max_value": 0.1,
+            "sampling": "log",
+            "default": 0.025,
+        },
+    }
+
     custom_train_step = True
 
     def __init__(

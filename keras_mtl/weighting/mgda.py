@@ -49,6 +49,11 @@ class MGDA(GradientWeighting):
         - [Désidéri, 2012](https://doi.org/10.1016/j.crma.2012.03.014)
     """
 
+    # Ranges of the arguments for keras_mtl.tuner (see `search_space`).
+    search_space = {
+        "normalization": ["none", "l2", "loss", "loss+"],
+    }
+
     def __init__(
         self,
         normalization="none",
