@@ -2,7 +2,7 @@ import keras
 
 from keras_mtl import sharing as sharing_module
 from keras_mtl.model import MTLModel
-from keras_mtl.model import check_tasks
+from keras_mtl.structure import check_tasks
 
 
 def _check_inputs(inputs):
@@ -13,7 +13,7 @@ def _check_inputs(inputs):
             "`inputs` must be a `keras.Input` or a dict/list of them. "
             f"Received: inputs={inputs!r}"
         )
-    return [x._keras_history.operation.name for x in flat]
+    return [x.name for x in flat]
 
 
 def _head(task, features):
@@ -99,5 +99,20 @@ def build_mtl_model(
         outputs=outputs,
         tasks=tasks,
         weighting=weighting,
+        shared_representation=_representation_layer(inputs, features),
         name=name,
     )
+
+
+def _representation_layer(inputs, features):
+    """The name of the layer whose output every head reads, or `None`."""
+    tensors = list(features.values())
+    if any(t is not tensors[0] for t in tensors):
+        return None
+    for layer in keras.Model(inputs, tensors[0]).layers:
+        try:
+            if layer.output is tensors[0]:
+                return layer.name
+        except (AttributeError, ValueError):
+            continue  # a layer called more than once
+    return None

@@ -1,37 +1,18 @@
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
-from keras.src.models.functional import functional_from_config
 
+from keras_mtl import compat
 from keras_mtl import distribute
-from keras_mtl import masking
+from keras_mtl import gradients
+from keras_mtl import labels
+from keras_mtl import structure
 from keras_mtl import weighting as weighting_module
+from keras_mtl.structure import check_tasks
 from keras_mtl.tasks import Task
 from keras_mtl.tasks import resolve_loss
 
-
-def check_tasks(tasks):
-    """Validates a task list; returns it as a list of `Task`s."""
-    if isinstance(tasks, Task):
-        tasks = [tasks]
-    if not isinstance(tasks, (list, tuple)) or not tasks:
-        raise ValueError(
-            "`tasks` must be a non-empty list of keras_mtl.Task. "
-            f"Received: tasks={tasks!r}"
-        )
-    tasks = [Task.from_config(t) if isinstance(t, dict) else t for t in tasks]
-    for task in tasks:
-        if not isinstance(task, Task):
-            raise TypeError(
-                "Every element of `tasks` must be a keras_mtl.Task. "
-                f"Received: {task!r}"
-            )
-    names = [t.name for t in tasks]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"Task names must be unique. Duplicated: {duplicates}")
-    return list(tasks)
+__all__ = ["MTLModel", "check_tasks"]
 
 
 class _WeightingEpochEnd(keras.callbacks.Callback):
@@ -67,31 +48,42 @@ def _per_task(value, names, what):
     return {name: value for name in names}
 
 
-def _logs_as_vectors(step_function):
-    """Makes a step return `(1,)` logs, which `strategy.reduce(..., axis=0)`
-    averages over workers into scalars again."""
+class _Structure:
+    """The variable split and trunk/heads split, found once. A plain object,
+    so that Keras does not track its variables and sub-models again."""
 
-    def step(data):
-        logs = step_function(data)
-        return tf.nest.map_structure(lambda v: tf.reshape(v, (-1,)), logs)
-
-    return step
+    def __init__(self, model, representation):
+        self.shared, self.own = structure.split_variables(model)
+        if representation == "auto":
+            representation = structure.find_representation(model, self.shared)
+        self.representation = representation
+        self.split = structure.representation_split(
+            model, representation, self.shared
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
-class MTLModel(keras.Model):
+class MTLModel(compat.MultiWorkerFix, keras.Model):
     """A functional multi-task model: named outputs, one per task.
 
     Usually made by `keras_mtl.build_mtl_model`. Its outputs are a dict keyed
     by task name. `compile()` takes each task's loss, metrics and loss
     weight from its `Task` unless `loss=`, `loss_weights=` or `metrics=` say
     otherwise (a dict by task name, or one value for every task). Training
-    minimises the total that the `weighting` method makes of the task
-    losses, plus the model's own losses (regularisers).
+    minimises `sum_i w_i L_i` with the weights `w_i` of the `weighting`
+    method, plus its own term and the model's losses (regularisers).
+
+    The training step is `train_step`, shaped like Keras's own: forward
+    pass under a tape, per-task losses over the labelled examples, the
+    weights (and the per-task gradients the method asks for), the loss
+    scale of mixed precision, the optimizer's update, then the method's
+    `after_step`, trackers and metrics. A task with no label in a batch
+    sits out: weight 0, and its method state does not move.
 
     Logs hold `loss` (the total), `<task>_loss` (each task's unweighted
-    loss over its labelled examples), `<task>_<metric>`, and
-    `<task>_weight` for weighting methods that change the weights.
+    loss, the mean over its labelled examples of the epoch),
+    `<task>_<metric>`, and `<task>_weight` for weighting methods that change
+    the weights (the mean over the steps in which the task had labels).
 
     Labels are a dict `{task: y}` with every task. Missing labels (NaN, or
     the task's `missing_label`) count for nothing in loss and metrics.
@@ -104,6 +96,11 @@ class MTLModel(keras.Model):
         weighting: str, dict or `keras_mtl.weighting.Weighting`. How task
             losses are combined (see `keras_mtl.weighting.get`). Defaults to
             `"equal"`.
+        shared_representation: str, `None` or `"auto"`. Name of the layer
+            whose output every task head reads and which all shared
+            variables precede (hard sharing), for `mode="rep"` gradient
+            methods; `None` if there is none. Defaults to `"auto"`: found
+            from the graph when first needed.
         **kwargs: `name` and other `keras.Model` arguments.
 
     Example:
@@ -126,7 +123,14 @@ class MTLModel(keras.Model):
           multi-task learning in deep networks.
     """
 
-    def __init__(self, *args, tasks=None, weighting="equal", **kwargs):
+    def __init__(
+        self,
+        *args,
+        tasks=None,
+        weighting="equal",
+        shared_representation="auto",
+        **kwargs,
+    ):
         if tasks is None:
             raise ValueError(
                 "MTLModel needs `tasks`, the list of keras_mtl.Task of its "
@@ -137,16 +141,16 @@ class MTLModel(keras.Model):
         super().__init__(*args, **kwargs)
         tasks = check_tasks(tasks)
         names = [t.name for t in tasks]
-        if not isinstance(self._outputs_struct, dict) or sorted(
-            self._outputs_struct
-        ) != sorted(names):
+        if not isinstance(self.output, dict) or sorted(self.output) != sorted(
+            names
+        ):
             raise ValueError(
                 "MTLModel outputs must be a dict keyed by the task names "
-                f"{names}. Received outputs: {self._outputs_struct!r}"
+                f"{names}. Received outputs: {self.output!r}"
             )
         self._tasks = tuple(tasks)
         weighting = weighting_module.get(weighting)
-        if getattr(weighting, "_owned_by_a_model", False):
+        if weighting.has_owner:
             raise ValueError(
                 f"Weighting '{weighting.name}' already belongs to another "
                 "model: its state (weights, histories, its optimizer) would "
@@ -154,26 +158,36 @@ class MTLModel(keras.Model):
                 "instance, or the method's name."
             )
         weighting.set_tasks(names)
-        weighting._owned_by_a_model = True
+        weighting.has_owner = True
         self.weighting = weighting
+        self._shared_representation = shared_representation
+        self._structure = None
         self._task_loss_fns = None
         self._static_loss_weights = None
-        self._task_trackers = None
+        self._compile_arguments = None
+        self._total_tracker = keras.metrics.Mean(name="loss")
+        trackers = [keras.metrics.Mean(name=f"{n}_loss") for n in names]
+        if weighting.log_weights:
+            trackers += [keras.metrics.Mean(name=f"{n}_weight") for n in names]
+        self._task_trackers = trackers
 
-    def _task_operations(self):
-        """Maps each task to the operations its output depends on."""
-        found = {}
-        for name in self.task_names:
-            seen, stack = set(), [self._outputs_struct[name]]
-            while stack:
-                operation, node_index, _ = stack.pop()._keras_history
-                if id(operation) in seen:
-                    continue
-                seen.add(id(operation))
-                found.setdefault(name, []).append(operation)
-                node = operation._inbound_nodes[node_index]
-                stack.extend(node.input_tensors)
-        return found
+    @property
+    def tasks(self):
+        return list(self._tasks)
+
+    @property
+    def task_names(self):
+        return [t.name for t in self._tasks]
+
+    @property
+    def shared_representation(self):
+        """Name of the layer of the shared representation, or `None`."""
+        return self._found().representation
+
+    def _found(self):
+        if self._structure is None:
+            self._structure = _Structure(self, self._shared_representation)
+        return self._structure
 
     @property
     def shared_variables(self):
@@ -182,28 +196,12 @@ class MTLModel(keras.Model):
         These are the parameters whose per-task gradients can conflict: the
         trunk, and with soft sharing every tower and mixing unit.
         """
-        return self._split_variables()[0]
+        return list(self._found().shared)
 
     @property
     def task_variables(self):
         """`{task: [variables]}`: trainable variables of one task alone."""
-        return self._split_variables()[1]
-
-    def _split_variables(self):
-        operations = self._task_operations()
-        owners = {}
-        for name, ops_of_task in operations.items():
-            for operation in ops_of_task:
-                for v in operation.trainable_variables:
-                    owners.setdefault(id(v), set()).add(name)
-        shared, own = [], {name: [] for name in self.task_names}
-        for v in self.trainable_variables:
-            tasks_of_v = owners.get(id(v), set())
-            if len(tasks_of_v) == 1:
-                own[next(iter(tasks_of_v))].append(v)
-            elif len(tasks_of_v) > 1:
-                shared.append(v)
-        return shared, own
+        return {k: list(v) for k, v in self._found().own.items()}
 
     @property
     def static_loss_weights(self):
@@ -213,12 +211,15 @@ class MTLModel(keras.Model):
         return list(self._static_loss_weights)
 
     @property
-    def tasks(self):
-        return list(self._tasks)
-
-    @property
-    def task_names(self):
-        return [t.name for t in self._tasks]
+    def metrics(self):
+        # Our own `loss` tracker stands where Keras's (unused) one would.
+        own = [self._total_tracker, *self._task_trackers]
+        rest = [
+            m
+            for m in super().metrics
+            if m.name != "loss" and not any(m is o for o in own)
+        ]
+        return [own[0], *rest, *own[1:]]
 
     def compile(
         self,
@@ -260,23 +261,19 @@ class MTLModel(keras.Model):
             weighted_metrics=task_metrics or None,
             **kwargs,
         )
-        self._compile_config = (
-            keras.src.saving.serialization_lib.SerializableDict(
-                optimizer=optimizer,
-                loss=loss,
-                loss_weights=loss_weights,
-                metrics=metrics,
-                weighted_metrics=weighted_metrics,
-                **kwargs,
-            )
+        self._compile_arguments = dict(
+            optimizer=optimizer,
+            loss=loss,
+            loss_weights=loss_weights,
+            metrics=metrics,
+            weighted_metrics=weighted_metrics,
+            **kwargs,
         )
-        if self._task_trackers is None:
-            trackers = [keras.metrics.Mean(name=f"{n}_loss") for n in names]
-            if self.weighting.log_weights:
-                trackers += [
-                    keras.metrics.Mean(name=f"{n}_weight") for n in names
-                ]
-            self._task_trackers = trackers
+
+    def get_compile_config(self):
+        if self._compile_arguments is None:
+            return {}
+        return keras.saving.serialize_keras_object(self._compile_arguments)
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)
@@ -284,162 +281,260 @@ class MTLModel(keras.Model):
         if self.built and self.optimizer is not None:
             self.optimizer.build(self.trainable_variables)
 
-    def _check_labels(self, y):
-        names = self.task_names
-        if isinstance(y, (list, tuple)) and len(y) == len(names):
-            y = dict(zip(names, y))
-        if not isinstance(y, dict):
-            if len(names) == 1 and y is not None:
-                return {names[0]: y}
-            raise ValueError(
-                f"Labels must be a dict keyed by task name {names}. "
-                f"Received: {type(y).__name__}"
-            )
-        missing = [n for n in names if n not in y or y[n] is None]
-        unknown = sorted(k for k in y if k not in names)
-        if missing or unknown:
-            raise ValueError(
-                f"Labels must have one entry per task {names}. "
-                f"Missing: {missing}; unknown keys: {unknown}. Mark missing "
-                "labels with NaN or the task's `missing_label` instead."
-            )
-        return y
-
-    def _task_sample_weight(self, sample_weight, name):
-        if isinstance(sample_weight, dict):
-            unknown = sorted(
-                k for k in sample_weight if k not in self.task_names
-            )
-            if unknown:
-                raise ValueError(
-                    f"`sample_weight` names unknown tasks {unknown}. "
-                    f"Expected keys among {self.task_names}."
-                )
-            return sample_weight.get(name)
-        return sample_weight
-
-    def prepare_labels(self, y, y_pred, sample_weight=None):
-        """Masks missing labels: returns dicts `(y, mask, weight)` by task."""
-        if self._task_loss_fns is None:
-            raise RuntimeError("Call `compile()` before training the model.")
-        y = self._check_labels(y)
-        prepared = {}
-        for task, loss_fn in zip(self._tasks, self._task_loss_fns):
-            prepared[task.name] = masking.prepare_labels(
-                task,
-                y[task.name],
-                y_pred[task.name],
-                self._task_sample_weight(sample_weight, task.name),
-                loss_fn=loss_fn,
-            )
-        return {
-            k: {n: p[i] for n, p in prepared.items()}
-            for i, k in enumerate(("y", "mask", "weight"))
-        }
-
     def compute_task_losses(self, y, y_pred, sample_weight=None):
-        """Returns the `(T,)` unweighted task losses, this replica's share.
+        """This replica's share of each task's loss, a list of T scalars.
 
-        Each entry is the task's loss over its labelled examples, divided so
-        that the shares of all replicas add up to the global-batch loss.
+        Each is the task's mean loss over the labelled examples of the
+        global batch, divided so that the shares of all replicas add up to
+        it; static loss weights not applied; 0 where nothing is labelled.
+        The gradient of one reaches only its task's head.
         """
-        return ops.stack(self.compute_task_loss_list(y, y_pred, sample_weight))
-
-    def compute_task_loss_list(self, y, y_pred, sample_weight=None):
-        """The task losses of `compute_task_losses`, as a list of scalars.
-
-        For per-task gradients: the gradient of one of these reaches only
-        its task's head, where that of an entry of the stacked `(T,)`
-        tensor goes back through every task's loss (with zeros), T times
-        the work.
-        """
-        labels = self.prepare_labels(y, y_pred, sample_weight)
-        return [
-            masking.masked_task_loss(
-                loss_fn,
-                labels["y"][task.name],
-                y_pred[task.name],
-                labels["mask"][task.name],
-                labels["weight"][task.name],
-            )
-            for task, loss_fn in zip(self._tasks, self._task_loss_fns)
-        ]
-
-    def combine_losses(self, task_losses, y_pred, training=True):
-        """Weights the task losses, adds regularisers and logs the terms."""
-        static = ops.convert_to_tensor(self._static_loss_weights, "float32")
-        total, weights = self.weighting(task_losses * static, training=training)
-        replicas = distribute.num_replicas()
-        if self.losses:
-            extra = ops.sum([ops.cast(v, "float32") for v in self.losses])
-            total = total + extra / replicas
-        batch_size = ops.shape(next(iter(y_pred.values())))[0]
-        values = [task_losses[i] * replicas for i in range(len(self._tasks))]
-        if self.weighting.log_weights:
-            values += [weights[i] for i in range(len(self._tasks))]
-        for tracker, value in zip(self._task_trackers, values):
-            tracker.update_state(value, sample_weight=batch_size)
-        return total
+        self._check_compiled()
+        return labels.task_losses(
+            self._tasks, self._task_loss_fns, y, y_pred, sample_weight
+        )[0]
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        task_losses = self.compute_task_losses(y, y_pred, sample_weight)
-        return self.combine_losses(task_losses, y_pred, training=training)
+        """The total that training minimises, on this replica's batch."""
+        step = self._loss_terms(y, y_pred, sample_weight)
+        weights = self.weighting.weights_for(
+            step["task_losses"], step["present"], training=training
+        )
+        return ops.sum(weights * step["weighted"]) + step["extra"]
 
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        labels = self.prepare_labels(y, y_pred, sample_weight)
-        return super().compute_metrics(
-            x, labels["y"], y_pred, sample_weight=labels["weight"]
+    def _check_compiled(self):
+        if self._task_loss_fns is None:
+            raise RuntimeError("Call `compile()` before training the model.")
+
+    def _loss_terms(self, y, y_pred, sample_weight):
+        """The loss terms of a step: `weighted` (`(T,)` shares times static
+        weights), `task_losses` (their global sums, no gradient), `present`,
+        `counts`, `extra` (method's term and regularisers, this replica's
+        share) and `shares` (list, unweighted)."""
+        self._check_compiled()
+        shares, counts = labels.task_losses(
+            self._tasks, self._task_loss_fns, y, y_pred, sample_weight
+        )
+        static = ops.convert_to_tensor(self._static_loss_weights, "float32")
+        weighted = ops.stack(shares) * static
+        task_losses = distribute.all_reduce_sum(weighted)
+        present = ops.greater(counts, 0.0)
+        replicas = distribute.num_replicas()
+        extra = 0.0
+        own = self.weighting.regularization_loss(task_losses, present)
+        if own is not None:
+            extra = extra + ops.cast(own, "float32") / replicas
+        if self.losses:
+            regularisers = ops.sum(
+                [ops.cast(v, "float32") for v in self.losses]
+            )
+            extra = extra + regularisers / replicas
+        return dict(
+            shares=shares,
+            weighted=weighted,
+            task_losses=task_losses,
+            present=present,
+            counts=counts,
+            extra=extra,
         )
 
-    def fit(self, *args, **kwargs):
-        """`keras.Model.fit`, which also tells the weighting about epochs.
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        method = self.weighting
+        if method.gradients in ("shared", "representation"):
+            return self._gradient_step(x, y, sample_weight)
+        # Loss-level methods, and the after-step hook's needs.
+        optimizer = self.optimizer
+        scale = ops.cast(optimizer.scale_loss(1.0), "float32")
+        kernel = None
+        if method.gradients == "kernel":
+            kernel = method.gradient_variable(self)
+        with tf.GradientTape(persistent=kernel is not None) as tape:
+            y_pred = self(x, training=True)
+            step = self._loss_terms(y, y_pred, sample_weight)
+            weights = method.weights_for(
+                step["task_losses"], step["present"], training=True
+            )
+            total = ops.sum(weights * step["weighted"]) + step["extra"]
+            scaled_total = optimizer.scale_loss(total)
+            # Loss-scaled like the total (mixed_float16), unscaled below;
+            # from each task's own scalar: the gradient of a slice of the
+            # stacked losses would go back through every task's loss.
+            task_terms = [
+                share * weight * scale
+                for share, weight in zip(
+                    step["shares"], self._static_loss_weights
+                )
+            ]
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled_total, variables)
+        task_gradients = None
+        if kernel is not None:
+            at_kernel = gradients.at_variable(tape, task_terms, kernel)
+            task_gradients = gradients.all_reduce_sum(
+                ops.cast(at_kernel, "float32") / scale
+            )
+        del tape
+        optimizer.apply(grads, variables)
+        new_task_losses = None
+        if method.losses_after_step:
+            after = self._loss_terms(y, self(x, training=True), sample_weight)
+            new_task_losses = after["task_losses"]
+        method.after_step(
+            step["task_losses"],
+            step["present"],
+            task_gradients,
+            new_task_losses,
+        )
+        return self._finish_step(
+            x, y, y_pred, sample_weight, step, total, weights
+        )
 
-        A callback that calls `self.weighting.on_epoch_end()` runs first
-        among the callbacks at each epoch end, so that checkpoints such as
-        `BackupAndRestore` see the weighting state of the next epoch.
-        """
-        if len(args) > 5:  # `callbacks` is the sixth argument of `fit`
-            args = list(args)
-            args[5] = self._with_epoch_hook(args[5])
+    def _gradient_step(self, x, y, sample_weight):
+        """The step of gradient-level methods: per-task gradients of the
+        shared parameters (or representation), combined by the method."""
+        method, optimizer = self.weighting, self.optimizer
+        shared = self.shared_variables
+        if not shared:
+            raise ValueError(
+                f"{type(method).__name__} needs shared variables (a trunk) to "
+                "combine task gradients; the model has none."
+            )
+        shared_ids = {id(v) for v in shared}
+        others = [
+            v for v in self.trainable_variables if id(v) not in shared_ids
+        ]
+        replicas = distribute.num_replicas()
+        scale = ops.cast(optimizer.scale_loss(1.0), "float32")
+        split = self._found().split
+        rep_mode = method.gradients == "representation"
+        if rep_mode and split is None:
+            raise ValueError(
+                f"`mode='rep'` of {type(method).__name__} needs one shared "
+                "representation that every task head reads and that holds "
+                "all shared variables upstream (hard sharing). Use "
+                "`mode='param'` for this model."
+            )
+        with tf.GradientTape(persistent=True) as tape:
+            if split is not None:
+                representation = split.trunk(x, training=True)
+                y_pred = split.heads(representation, training=True)
+            else:
+                y_pred = self(x, training=True)
+            step = self._loss_terms(y, y_pred, sample_weight)
+            weighted, extra = step["weighted"], step["extra"]
+            scaled_losses = weighted * scale
+            scaled_extra = extra * scale
+            scaled_total = ops.sum(weighted) * scale + scaled_extra
+            task_terms = [
+                share * weight * scale
+                for share, weight in zip(
+                    step["shares"], self._static_loss_weights
+                )
+            ]
+        if split is not None:
+            jacobian, other_grads = gradients.at_representation(
+                tape, task_terms, representation, others
+            )
+        if rep_mode:
+            gram = gradients.all_reduce_sum(gradients.flat_gram([jacobian]))
         else:
-            kwargs["callbacks"] = self._with_epoch_hook(kwargs.get("callbacks"))
-        self._check_arrays(args, kwargs)
-        return super().fit(*args, **kwargs)
+            if split is not None:
+                jacobians = gradients.through_trunk(
+                    tape,
+                    representation,
+                    jacobian,
+                    shared,
+                    method.parallel_tasks,
+                )
+            else:
+                jacobians = gradients.jacobians(
+                    tape, scaled_losses, shared, method.parallel_tasks
+                )
+            jacobians = gradients.all_reduce_sum(jacobians)
+            gram = gradients.flat_gram(jacobians)
+        weights = method.gradient_weights(
+            gram / (scale * scale),
+            step["task_losses"],
+            tf.convert_to_tensor(optimizer.iterations),
+            step["present"],
+        )
+        if rep_mode:
+            direction = tf.tensordot(
+                tf.cast(weights, jacobian.dtype), jacobian, 1
+            )
+            shared_grads = tape.gradient(
+                representation, shared, output_gradients=direction
+            )
+        else:
+            # The optimizer sums gradients over replicas: give it a share.
+            shared_grads = [
+                tf.tensordot(tf.cast(weights, j.dtype), j, 1) / replicas
+                for j in jacobians
+            ]
+        has_extra = not isinstance(extra, float)
+        if split is None:
+            other_grads = tape.gradient(scaled_total, others) if others else []
+        elif has_extra and others:
+            regular = tape.gradient(scaled_extra, others)
+            other_grads = [
+                gradients.add(g, r) for g, r in zip(other_grads, regular)
+            ]
+        if has_extra:
+            regular = tape.gradient(scaled_extra, shared)
+            shared_grads = [
+                gradients.add(g, r) for g, r in zip(shared_grads, regular)
+            ]
+        del tape
+        optimizer.apply(list(shared_grads) + list(other_grads), shared + others)
+        total = ops.sum(weights * weighted) + extra
+        return self._finish_step(
+            x, y, y_pred, sample_weight, step, total, weights
+        )
 
-    def evaluate(self, *args, **kwargs):
-        self._check_arrays(args, kwargs)
-        return super().evaluate(*args, **kwargs)
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred = self(x, training=False)
+        step = self._loss_terms(y, y_pred, sample_weight)
+        weights = self.weighting.weights_for(
+            step["task_losses"], step["present"], training=False
+        )
+        total = ops.sum(weights * step["weighted"]) + step["extra"]
+        return self._finish_step(
+            x, y, y_pred, sample_weight, step, total, weights
+        )
 
-    def _check_arrays(self, args, kwargs):
-        """Checks array labels before Keras converts them, and completes a
-        `{task: weights}` dict that names only some tasks (Keras wants one
-        array per output)."""
-        y = args[1] if len(args) > 1 else kwargs.get("y")
-        if not isinstance(y, dict):
-            return
-        for name, value in y.items():
-            dtype = getattr(value, "dtype", None)
-            if isinstance(dtype, np.dtype) and dtype.kind in "USO":
-                raise masking.label_dtype_error(name, dtype)
-        weights = kwargs.get("sample_weight")
-        if isinstance(weights, dict):
-            self._task_sample_weight(weights, None)  # unknown keys raise
-            kwargs["sample_weight"] = {
-                name: weights[name]
-                if weights.get(name) is not None
-                else np.ones(np.shape(value)[:1], "float32")
-                for name, value in y.items()
-            }
+    def _finish_step(self, x, y, y_pred, sample_weight, step, total, weights):
+        """Updates the trackers and metrics; returns the logs."""
+        replicas = distribute.num_replicas()
+        batch_size = ops.shape(keras.tree.flatten(x)[0])[0]
+        self._total_tracker.update_state(
+            total * replicas, sample_weight=batch_size
+        )
+        num_tasks = len(self._tasks)
+        # Each task's loss is the mean over its labelled examples: weighted
+        # by the labelled count (this replica's part of it).
+        unweighted = distribute.all_reduce_sum(ops.stack(step["shares"]))
+        for i in range(num_tasks):
+            self._task_trackers[i].update_state(
+                unweighted[i], sample_weight=step["counts"][i] / replicas
+            )
+        if self.weighting.log_weights:
+            present = ops.cast(step["present"], "float32")
+            for i in range(num_tasks):
+                self._task_trackers[num_tasks + i].update_state(
+                    weights[i], sample_weight=present[i] / replicas
+                )
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
-    def _with_epoch_hook(self, callbacks):
-        hook = _WeightingEpochEnd(self.weighting)
-        if isinstance(callbacks, keras.callbacks.CallbackList):
-            hook.set_model(self)
-            callbacks.callbacks.insert(0, hook)
-            return callbacks
-        return [hook] + (keras.tree.flatten(callbacks) if callbacks else [])
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        self._check_compiled()
+        y, _, weights = labels.prepare_labels(
+            self._tasks, self._task_loss_fns, y, y_pred, sample_weight
+        )
+        return super().compute_metrics(x, y, y_pred, sample_weight=weights)
 
     def get_metrics_result(self):
         # Keras drops the output name from metric names when there is one
@@ -454,56 +549,63 @@ class MTLModel(keras.Model):
                 results[metric.name] = result
         return results
 
-    def train_step(self, data):
-        if self.weighting.custom_train_step:
-            return self.weighting.train_step(self, data)
-        return super().train_step(data)
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        sample_weight=None,
+        **kwargs,
+    ):
+        """`keras.Model.fit`, which also tells the weighting about epochs.
 
-    # Under MultiWorkerMirroredStrategy, Keras 3's TF trainer calls
-    # `strategy.reduce` on the nested first batch and, with `axis=0`, on the
-    # scalar logs of every step; both fail (keras-team/keras#20585). The
-    # three methods below avoid those calls; nothing changes otherwise.
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if iterator is not None and distribute.in_multi_worker_mode(strategy):
-            for _, _, batches in iterator:
-                data_batch = tf.nest.map_structure(
-                    lambda v: (
-                        strategy.experimental_local_results(v)[0]
-                        if isinstance(v, tf.distribute.DistributedValues)
-                        else v
-                    ),
-                    next(batches),
-                )
-                break
-            iterator = None
-        return super()._maybe_symbolic_build(
-            iterator=iterator, data_batch=data_batch
+        A callback that calls `self.weighting.on_epoch_end()` runs first
+        among the callbacks at each epoch end, so that checkpoints such as
+        `BackupAndRestore` see the weighting state of the next epoch.
+        Array labels are checked first (string labels, per-task
+        `sample_weight` dicts); the other arguments are those of
+        `keras.Model.fit`.
+        """
+        return super().fit(
+            x=x,
+            y=y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=self._with_epoch_hook(callbacks),
+            sample_weight=labels.check_array_labels(
+                y, sample_weight, self.task_names
+            ),
+            **kwargs,
         )
 
-    def make_train_function(self, force=False):
-        if not distribute.in_multi_worker_mode(self._distribute_strategy):
-            return super().make_train_function(force=force)
-        if self.train_function is None or force:
-            self.train_function = self._make_function(
-                _logs_as_vectors(self.train_step)
-            )
-        return self.train_function
+    def evaluate(self, x=None, y=None, sample_weight=None, **kwargs):
+        """`keras.Model.evaluate`, with array labels checked as in `fit`."""
+        return super().evaluate(
+            x=x,
+            y=y,
+            sample_weight=labels.check_array_labels(
+                y, sample_weight, self.task_names
+            ),
+            **kwargs,
+        )
 
-    def make_test_function(self, force=False):
-        if not distribute.in_multi_worker_mode(self._distribute_strategy):
-            return super().make_test_function(force=force)
-        if self.test_function is None or force:
-            self.test_function = self._make_function(
-                _logs_as_vectors(self.test_step)
-            )
-        return self.test_function
+    def _with_epoch_hook(self, callbacks):
+        hook = _WeightingEpochEnd(self.weighting)
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            hook.set_model(self)
+            callbacks.callbacks.insert(0, hook)
+            return callbacks
+        return [hook] + (keras.tree.flatten(callbacks) if callbacks else [])
 
     def get_config(self):
         config = super().get_config()
         config["tasks"] = [t.get_config() for t in self._tasks]
         config["weighting"] = weighting_module.serialize(self.weighting)
+        config["shared_representation"] = self._shared_representation
         return config
 
     @classmethod
@@ -513,4 +615,4 @@ class MTLModel(keras.Model):
         config["weighting"] = weighting_module.deserialize(
             config["weighting"], custom_objects=custom_objects
         )
-        return functional_from_config(cls, config, custom_objects)
+        return super().from_config(config, custom_objects=custom_objects)

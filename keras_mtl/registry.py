@@ -1,6 +1,7 @@
 """Name registries of the weighting methods and the sharing schemes."""
 
 import re
+import types
 
 import keras
 
@@ -108,5 +109,6 @@ class Registry:
         return self._classes[name]
 
     def as_dict(self):
-        """`{name: class}` for every name, alias and class name."""
-        return dict(self._classes)
+        """`{name: class}` for every name, alias and class name: a read-only
+        view that shows later registrations too."""
+        return types.MappingProxyType(self._classes)

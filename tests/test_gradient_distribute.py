@@ -78,6 +78,7 @@ import json
 import keras
 import numpy as np
 import keras_mtl
+from keras_mtl import gradients
 from keras_mtl import testing
 
 x, y = testing.tiny_data(n=64, seed=3)
@@ -99,8 +100,8 @@ def direction(jacobians, losses):
 
 def per_task(x, y):
     with tf.GradientTape(persistent=True) as tape:
-        losses = model.compute_task_losses(y, model(x, training=True))
-    return weighting.per_task_gradients(tape, losses, shared), losses
+        losses = tf.stack(model.compute_task_losses(y, model(x, training=True)))
+    return gradients.jacobians(tape, losses, shared), losses
 
 
 @tf.function

@@ -39,7 +39,7 @@ def _weights(method, gradients, losses=None):
 def test_registry_and_config(alias):
     method = keras_mtl.weighting.get(alias)
     assert type(method) is ALIASES[alias]
-    assert method.custom_train_step and method.mode == "param"
+    assert method.gradients == "shared" and method.mode == "param"
     method = ALIASES[alias](mode="rep", name="grad")
     revived = type(method).from_config(method.get_config())
     assert revived.get_config() == method.get_config()
@@ -247,13 +247,14 @@ def test_combine_compiled_with_xla_gives_the_graph_weights(alias, size):
     method.set_tasks([f"t{i}" for i in range(size)])
     step = tf.constant(3, "int64")
     graph = tf.function(method.combine)(gram, losses, step).numpy()
-    compiled = method._combine(gram, losses, step).numpy()
+    present = tf.ones((size,), "bool")
+    compiled = method.gradient_weights(gram, losses, step, present).numpy()
     # Frank-Wolfe (MGDA) stops at a tolerance of 1e-5 on the weights.
     testing.assert_allclose(compiled, graph, rtol=1e-4, atol=2e-5)
     # The Gram matrix is an argument of the compiled program, not a
     # compile-time constant (which would recompile it at every step).
     hlo = method._compiled_combine.experimental_get_compiler_ir(
-        gram, losses, step
+        gram, losses, step, present
     )(stage="hlo")
     entry = next(line for line in hlo.splitlines() if line.startswith("ENTRY"))
     assert f"f32[{size},{size}]" in entry.split("->")[0], entry

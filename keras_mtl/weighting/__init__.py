@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_mtl.registry import Registry
 from keras_mtl.weighting.aligned_mtl import AlignedMTL
 from keras_mtl.weighting.base import Weighting
 from keras_mtl.weighting.cagrad import CAGrad
@@ -36,45 +37,28 @@ __all__ = [
     "Weighting",
     "deserialize",
     "get",
+    "register",
+    "registry",
     "serialize",
 ]
 
-ALL_OBJECTS = {
-    EqualWeighting,
-    FixedWeighting,
-    UncertaintyWeighting,
-    DynamicWeightAverage,
-    RandomLossWeighting,
-    GradNorm,
-    FAMO,
-    MGDA,
-    PCGrad,
-    CAGrad,
-    IMTLG,
-    NashMTL,
-    AlignedMTL,
-}
-ALL_OBJECTS_DICT = {cls.__name__: cls for cls in ALL_OBJECTS}
-ALL_OBJECTS_DICT.update(
-    {
-        "equal": EqualWeighting,
-        "fixed": FixedWeighting,
-        "mgda": MGDA,
-        "pcgrad": PCGrad,
-        "cagrad": CAGrad,
-        "imtl_g": IMTLG,
-        "nash_mtl": NashMTL,
-        "aligned_mtl": AlignedMTL,
-        "uncertainty": UncertaintyWeighting,
-        "dwa": DynamicWeightAverage,
-        "dynamic_weight_average": DynamicWeightAverage,
-        "rlw": RandomLossWeighting,
-        "random_loss_weighting": RandomLossWeighting,
-        "gradnorm": GradNorm,
-        "grad_norm": GradNorm,
-        "famo": FAMO,
-    }
-)
+registry = Registry("weighting method", Weighting, suffix="Weighting")
+register = registry.register
+register(EqualWeighting)
+register(FixedWeighting)
+register(UncertaintyWeighting)
+register(DynamicWeightAverage, aliases=["dwa"])
+register(RandomLossWeighting, aliases=["rlw", "random_loss_weighting"])
+register(GradNorm, aliases=["gradnorm"])
+register(FAMO, name="famo")
+register(MGDA, name="mgda")
+register(PCGrad, name="pcgrad")
+register(CAGrad, name="cagrad")
+register(IMTLG, name="imtl_g")
+register(NashMTL)
+register(AlignedMTL)
+# Every name, alias and class name, kept in sync with `register`.
+ALL_OBJECTS_DICT = registry.as_dict()
 
 
 def serialize(weighting):
@@ -118,7 +102,7 @@ def deserialize(config, custom_objects=None):
     """
     return keras.saving.deserialize_keras_object(
         config,
-        module_objects=ALL_OBJECTS_DICT,
+        module_objects=registry.as_dict(),
         custom_objects=custom_objects,
     )
 
@@ -150,14 +134,13 @@ def get(identifier):
             return deserialize(identifier)
         return FixedWeighting(identifier)
     if isinstance(identifier, str):
-        cls = ALL_OBJECTS_DICT.get(identifier)
-        if cls is None:
-            names = sorted(k for k in ALL_OBJECTS_DICT if k.islower())
+        if identifier not in registry:
             raise ValueError(
                 f"Unknown weighting method {identifier!r}. Expected one of "
-                f"{names}, a {{task: weight}} dict or a Weighting instance."
+                f"{sorted(registry.names())}, a {{task: weight}} dict or a "
+                "Weighting instance."
             )
-        return cls()
+        return registry[identifier]()
     raise TypeError(
         "`weighting` must be a name, a {task: weight} dict, a config dict or "
         f"a keras_mtl.weighting.Weighting. Received: {identifier!r}"

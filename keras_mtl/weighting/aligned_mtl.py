@@ -33,8 +33,11 @@ class AlignedMTL(GradientWeighting):
         - [Senushkin et al., 2023](https://arxiv.org/abs/2305.19000)
     """
 
-    def combine(self, gram, task_losses, step=0):
-        size = self.num_tasks
+    def combine(self, gram, task_losses, step=0, present=None):
+        present = self.all_present(present)
+        # Absent tasks have zero rows: their eigenvalues are 0 and dropped,
+        # and the kept eigenvectors have no component along them.
+        size = tf.reduce_sum(tf.cast(present, gram.dtype))
         eigenvalues, eigenvectors = tf.linalg.eigh(gram)
         tolerance = tf.reduce_max(eigenvalues) * size * 1.1920929e-07
         kept = eigenvalues > tolerance
@@ -47,4 +50,4 @@ class AlignedMTL(GradientWeighting):
         balance = tf.sqrt(tf.maximum(smallest, 0.0)) * tf.matmul(
             eigenvectors * inverse_root[None, :], eigenvectors, transpose_b=True
         )
-        return tf.reduce_sum(balance, axis=0)
+        return tf.where(present, tf.reduce_sum(balance, axis=0), 0.0)

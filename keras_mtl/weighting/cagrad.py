@@ -117,17 +117,19 @@ class CAGrad(GradientWeighting):
         self.rescale = rescale
         self.max_iterations = max_iterations
 
-    def conflict_averse_weights(self, gram):
+    def conflict_averse_weights(self, gram, present=None):
         """The `(T,)` simplex weights `w` of the inner problem.
 
         Solved in float64: the objective is flat near its minimum, and in
         float32 rounding alone would move the weights by about 1e-4.
         """
-        size = self.num_tasks
+        present = self.all_present(present)
         gram = tf.cast(gram, "float64")
+        size = tf.reduce_sum(tf.cast(present, "float64"))
         # The minimiser does not change with the scale of the Gram matrix.
         gram = gram / (tf.linalg.trace(gram) / size + 1e-20)
-        mean = tf.fill((size,), tf.constant(1.0 / size, "float64"))
+        # The mean of the present tasks' gradients.
+        mean = tf.where(present, 1.0 / size, tf.constant(0.0, "float64"))
         towards_mean = tf.linalg.matvec(gram, mean)
         radius = self.c * tf.sqrt(tf.tensordot(mean, towards_mean, 1) + 1e-8)
 
@@ -137,18 +139,20 @@ class CAGrad(GradientWeighting):
             value = tf.tensordot(weights, towards_mean, 1) + radius * norm
             return value, towards_mean + radius * product / norm
 
-        if size == 2:
+        if self.num_tasks == 2:
+            # Called with both present (the model gives one task weight 1).
             weights = _two_task_weights(gram, towards_mean, radius)
         else:
             weights = solvers.minimize_on_simplex(
-                value_and_gradient, mean, self.max_iterations
+                value_and_gradient, mean, self.max_iterations, present
             )
         return tf.cast(weights, "float32")
 
-    def combine(self, gram, task_losses, step=0):
-        size = self.num_tasks
-        weights = self.conflict_averse_weights(gram)
-        mean = tf.fill((size,), 1.0 / size)
+    def combine(self, gram, task_losses, step=0, present=None):
+        present = self.all_present(present)
+        size = tf.reduce_sum(tf.cast(present, "float32"))
+        weights = self.conflict_averse_weights(gram, present)
+        mean = tf.where(present, 1.0 / size, 0.0)
         mean_norm = tf.sqrt(tf.maximum(tf.reduce_sum(gram) / size**2, 0.0))
         gw_norm = tf.sqrt(
             tf.maximum(

@@ -1,7 +1,7 @@
 import keras
+import numpy as np
 from keras import ops
 
-from keras_mtl import distribute
 from keras_mtl.weighting.base import Weighting
 
 
@@ -18,11 +18,14 @@ class DynamicWeightAverage(Weighting):
     and 1 during the first two epochs. A task whose loss falls slowly gets a
     larger weight. The weights stay constant within an epoch.
 
-    Epoch boundaries: every training step adds its task losses (summed over
-    replicas, so the statistic is that of the global batch) to a running
-    sum; `MTLModel.fit` calls `on_epoch_end()` after each epoch, which turns
-    the sum into the epoch's average (the mean over its steps) and shifts
-    the two-epoch history. Evaluation and validation steps do not count.
+    Epoch boundaries: every training step adds its task losses (of the
+    global batch) to a running sum, for the tasks present in the batch;
+    `MTLModel.fit` calls `on_epoch_end()` after each epoch, which turns the
+    sum into the epoch's average (the mean over the steps in which the task
+    was present; a task absent all epoch keeps its last average) and shifts
+    the two-epoch history. A task absent from a batch gets weight 0 in that
+    step; the others keep theirs (no renormalisation). Evaluation and
+    validation steps do not count.
     In a custom training loop, call `model.weighting.on_epoch_end()` after
     each epoch. All of it is kept in variables, so `.keras` files and
     `keras.callbacks.BackupAndRestore` keep the history (resuming at an
@@ -80,17 +83,18 @@ class DynamicWeightAverage(Weighting):
             )
 
         self.epoch_loss_sums = state("epoch_loss_sums", (num_tasks,))
-        self.epoch_steps = state("epoch_steps", ())
+        # Per task: the steps in which it was present.
+        self.epoch_steps = state("epoch_steps", (num_tasks,))
         # Row 0: average losses of the last epoch; row 1: the one before.
         self.epoch_losses = state("epoch_losses", (2, num_tasks))
         self.epochs_seen = state("epochs_seen", (), dtype="int64")
         self.built = True
 
-    def compute_weights(self, task_losses, training=False):
+    def compute_weights(self, task_losses, present, training=False):
         if training:
-            totals = distribute.all_reduce_sum(task_losses)
-            self.epoch_loss_sums.assign_add(ops.cast(totals, "float32"))
-            self.epoch_steps.assign_add(1.0)
+            counted = ops.cast(present, "float32")
+            self.epoch_loss_sums.assign_add(task_losses * counted)
+            self.epoch_steps.assign_add(counted)
         history = ops.convert_to_tensor(self.epoch_losses)
         rates = ops.divide_no_nan(history[0], history[1])
         weights = self.num_tasks * ops.softmax(rates / self.temperature)
@@ -98,15 +102,28 @@ class DynamicWeightAverage(Weighting):
         return ops.where(warm, weights, ops.ones_like(weights))
 
     def on_epoch_end(self):
-        steps = float(self.epoch_steps.numpy())
-        if steps == 0:
+        steps = self.epoch_steps.numpy()
+        if not steps.any():
             return
-        average = self.epoch_loss_sums.numpy() / steps
-        previous = self.epoch_losses.numpy()[0]
-        self.epoch_losses.assign(ops.stack([average, previous]))
+        # A task absent all epoch keeps its last average.
+        history = self.epoch_losses.numpy()
+        average = np.where(
+            steps > 0,
+            self.epoch_loss_sums.numpy() / np.maximum(steps, 1),
+            history[0],
+        )
+        self.epoch_losses.assign(np.stack([average, history[0]]))
         self.epochs_seen.assign_add(1)
         self.epoch_loss_sums.assign(ops.zeros_like(self.epoch_loss_sums))
-        self.epoch_steps.assign(0.0)
+        self.epoch_steps.assign(ops.zeros_like(self.epoch_steps))
+
+    def load_own_variables(self, store):
+        # Files of keras-mtl 0.1 count steps with one scalar for all tasks.
+        steps = store["1"]
+        if np.ndim(steps) == 0:
+            store = {k: store[k] for k in store.keys()}
+            store["1"] = np.full((self.num_tasks,), steps, "float32")
+        super().load_own_variables(store)
 
     def get_config(self):
         config = super().get_config()

@@ -1,8 +1,6 @@
 import keras
-import tensorflow as tf
 from keras import ops
 
-from keras_mtl import distribute
 from keras_mtl.weighting._own_optimizer import apply_replica_gradient
 from keras_mtl.weighting._own_optimizer import make_weight_optimizer
 from keras_mtl.weighting.base import Weighting
@@ -23,14 +21,16 @@ class FAMO(Weighting):
 
     which raises the weight of the tasks whose loss fell least. Losses are
     summed over replicas before any of it, so the result is that of one
-    device. `L_i + epsilon` stands for `L_i` throughout. A task whose loss is
-    exactly 0 (no labels in the batch) gets weight 0 and no logit update in
-    that step. The weights are invariant to the tasks' static `loss_weight`s
-    (keep them > 0).
+    device. `L_i + epsilon` stands for `L_i` throughout. A task absent from
+    the batch gets weight 0 and sits out of the logits' update: the softmax
+    is that of the present tasks, and its logit does not move. The weights
+    are invariant to the tasks' static `loss_weight`s (keep them > 0); they
+    sum to 1 over the present tasks.
 
-    This method overrides the training step (`custom_train_step = True`):
-    it costs one extra forward pass (with `training=True`, as in the
-    authors' code: batch-norm statistics are updated twice per step).
+    The model gives `after_step` the losses after the update
+    (`losses_after_step = True`): one extra forward pass (with
+    `training=True`, as in the authors' code: batch-norm statistics are
+    updated twice per step).
 
     Args:
         learning_rate: float > 0. Step size `beta` of the logits. Defaults to
@@ -75,7 +75,7 @@ class FAMO(Weighting):
         },
     }
 
-    custom_train_step = True
+    losses_after_step = True
 
     def __init__(
         self,
@@ -114,54 +114,48 @@ class FAMO(Weighting):
         self.weight_optimizer.build([self.logits])
         self.built = True
 
-    def compute_weights(self, task_losses, training=False):
-        losses = distribute.all_reduce_sum(task_losses)
-        # A task without labels in the batch has a loss of exactly 0: it
-        # sits out the step instead of taking all the weight.
-        present = ops.cast(ops.greater(losses, 0.0), losses.dtype)
+    def compute_weights(self, task_losses, present, training=False):
+        # Over the present tasks only (an absent one's loss is 0): the
+        # normalisation makes this the softmax of their logits alone.
         z = ops.softmax(ops.convert_to_tensor(self.logits))
-        scaled = present * z / (losses + self.epsilon)
+        scaled = ops.where(present, z / (task_losses + self.epsilon), 0.0)
         return ops.divide_no_nan(scaled, ops.sum(scaled))
 
-    def update_logits(self, task_losses, new_task_losses):
+    def after_step(
+        self, task_losses, present, task_gradients=None, new_task_losses=None
+    ):
+        self.update_logits(task_losses, new_task_losses, present)
+
+    def update_logits(self, task_losses, new_task_losses, present=None):
         """One FAMO step on the logits.
 
         Args:
-            task_losses: `(T,)` tensor, this replica's share of the task
-                losses before the model's step.
+            task_losses: `(T,)` tensor, the global-batch task losses before
+                the model's step.
             new_task_losses: `(T,)` tensor, the same after the step.
+            present: `(T,)` bool tensor, or `None` (tasks with a nonzero
+                loss). The softmax and its Jacobian are those of the present
+                tasks; an absent task's logit does not move.
         """
-        before = distribute.all_reduce_sum(task_losses)
-        after = distribute.all_reduce_sum(new_task_losses)
+        before = ops.convert_to_tensor(task_losses, "float32")
+        after = ops.convert_to_tensor(new_task_losses, "float32")
+        if present is None:
+            present = ops.greater(before, 0.0)
         present = ops.logical_and(
-            ops.greater(before, 0.0), ops.greater(after, 0.0)
+            present,
+            ops.logical_and(ops.greater(before, 0.0), ops.greater(after, 0.0)),
         )
         delta = ops.log(before + self.epsilon) - ops.log(after + self.epsilon)
         delta = ops.where(present, delta, ops.zeros_like(delta))
-        logits = ops.convert_to_tensor(self.logits)
-        z = ops.softmax(logits)
+        # A copy: a converted variable would read its later value.
+        logits = ops.copy(self.logits)
+        z = ops.softmax(ops.where(present, logits, float("-inf")))
+        z = ops.where(present, z, 0.0)
         gradient = z * (delta - ops.sum(z * delta)) + self.gamma * logits
+        gradient = ops.where(present, gradient, 0.0)
         apply_replica_gradient(self.weight_optimizer, gradient, self.logits)
-
-    def train_step(self, model, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            y_pred = model(x, training=True)
-            task_losses = model.compute_task_losses(y, y_pred, sample_weight)
-            loss = model.combine_losses(task_losses, y_pred, training=True)
-            model._loss_tracker.update_state(
-                loss * distribute.num_replicas(),
-                sample_weight=ops.shape(keras.tree.flatten(x)[0])[0],
-            )
-            loss = model.optimizer.scale_loss(loss)
-        variables = model.trainable_variables
-        model.optimizer.apply(tape.gradient(loss, variables), variables)
-        new_task_losses = model.compute_task_losses(
-            y, model(x, training=True), sample_weight
-        )
-        static = ops.convert_to_tensor(model.static_loss_weights, "float32")
-        self.update_logits(task_losses * static, new_task_losses * static)
-        return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        # Not even the optimizer's momentum moves an absent task's logit.
+        self.logits.assign(ops.where(present, self.logits, logits))
 
     def get_config(self):
         config = super().get_config()

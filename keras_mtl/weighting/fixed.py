@@ -51,7 +51,7 @@ class FixedWeighting(Weighting):
             )
         super().set_tasks(names)
 
-    def compute_weights(self, task_losses, training=False):
+    def compute_weights(self, task_losses, present, training=False):
         return ops.convert_to_tensor(
             [self.weights_by_task[n] for n in self.task_names],
             dtype=task_losses.dtype,

@@ -1,8 +1,6 @@
 import keras
-import tensorflow as tf
 from keras import ops
 
-from keras_mtl import distribute
 from keras_mtl.weighting._own_optimizer import apply_replica_gradient
 from keras_mtl.weighting._own_optimizer import make_weight_optimizer
 from keras_mtl.weighting.base import Weighting
@@ -12,10 +10,10 @@ from keras_mtl.weighting.base import Weighting
 class GradNorm(Weighting):
     """Learns task weights that balance gradient norms at a shared layer.
 
-    With weights `w_i` (1 at first), `W` the last shared layer's kernel (the
-    last variable named `kernel` in `model.shared_variables`, see
-    `shared_kernel`), and `L_i(0)` the task losses of the first step (the
-    first with labels for the task):
+    With weights `w_i` (1 at first), `W` the kernel of the shared layer
+    `layer` (by default the last variable named `kernel` in
+    `model.shared_variables`, see `shared_kernel`), and `L_i(0)` the task
+    losses of the first step (the first with labels for the task):
 
     - `G_i = ||grad_W(w_i L_i)||`, `G_bar = mean_i G_i`;
     - `r_i = (L_i / L_i(0)) / mean_j (L_j / L_j(0))`, the relative inverse
@@ -30,10 +28,13 @@ class GradNorm(Weighting):
     same as on one device. The weights, `L_i(0)` and the optimizer's state are
     saved with the model.
 
-    This method overrides the training step (`custom_train_step = True`):
-    one extra backward pass per task, from its loss to `W` only. With
-    `mixed_float16` those passes start from the loss-scaled task losses, as
-    the model's own does, and their gradients are unscaled.
+    The model computes the per-task gradients at `W` for it
+    (`gradients = "kernel"`): one extra backward pass per task, from its
+    loss to `W` only, and gives them to `after_step`. A task absent from a
+    batch gets weight 0 in that step and keeps its weight for later: it
+    counts in neither mean, and the present tasks' weights keep their sum.
+
+    The weights sum to `T` (all tasks present); `<task>_weight` is `w_i`.
 
     Args:
         alpha: float >= 0. Strength of the restoring force towards equal
@@ -43,6 +44,9 @@ class GradNorm(Weighting):
             Defaults to `0.025`.
         optimizer: str. Name of the Keras optimizer of the weights. Defaults
             to `"adam"`.
+        layer: str or `None`. Name of the shared layer whose `kernel` is
+            `W`. Defaults to `None`: the last shared kernel (see
+            `shared_kernel`).
         log_weights: bool. Whether to log `<task>_weight`. Defaults to
             `True`.
         **kwargs: Base layer keyword arguments.
@@ -76,13 +80,14 @@ class GradNorm(Weighting):
         },
     }
 
-    custom_train_step = True
+    gradients = "kernel"
 
     def __init__(
         self,
         alpha=1.5,
         learning_rate=0.025,
         optimizer="adam",
+        layer=None,
         log_weights=True,
         **kwargs,
     ):
@@ -94,6 +99,12 @@ class GradNorm(Weighting):
         self.alpha = float(alpha)
         self.learning_rate = float(learning_rate)
         self.optimizer = optimizer
+        if layer is not None and not isinstance(layer, str):
+            raise TypeError(
+                "`layer` must be a layer name or None. "
+                f"Received: layer={layer!r}"
+            )
+        self.layer = layer
         self.weight_optimizer = make_weight_optimizer(
             optimizer, learning_rate, "GradNorm"
         )
@@ -123,8 +134,27 @@ class GradNorm(Weighting):
         self.weight_optimizer.build([self.task_weights])
         self.built = True
 
-    def compute_weights(self, task_losses, training=False):
+    def compute_weights(self, task_losses, present, training=False):
         return ops.convert_to_tensor(self.task_weights)
+
+    def gradient_variable(self, model):
+        """The kernel whose per-task gradients balance: that of `layer`,
+        else `shared_kernel(model)`."""
+        if self.layer is None:
+            return self.shared_kernel(model)
+        try:
+            kernel = model.get_layer(self.layer).kernel
+        except (ValueError, AttributeError):
+            raise ValueError(
+                f"GradNorm: `layer={self.layer!r}` must name a layer of the "
+                "model with a `kernel`."
+            ) from None
+        if not any(kernel is v for v in model.shared_variables):
+            raise ValueError(
+                f"GradNorm: the kernel of layer {self.layer!r} is not shared "
+                f"by the tasks {model.task_names}; name a trunk layer."
+            )
+        return kernel
 
     @staticmethod
     def shared_kernel(model):
@@ -143,72 +173,63 @@ class GradNorm(Weighting):
             )
         return kernels[-1]
 
-    def update_task_weights(self, task_losses, kernel_gradients):
+    def after_step(
+        self, task_losses, present, task_gradients=None, new_task_losses=None
+    ):
+        self.update_task_weights(task_losses, task_gradients, present)
+
+    def update_task_weights(self, task_losses, kernel_gradients, present=None):
         """One GradNorm step on the weights.
 
         Args:
-            task_losses: `(T,)` tensor, this replica's share of the task
-                losses (static weights included).
-            kernel_gradients: `(T, ...)` tensor, this replica's gradient of
-                each task loss with respect to the shared kernel.
+            task_losses: `(T,)` tensor, the global-batch task losses (static
+                weights included).
+            kernel_gradients: `(T, ...)` tensor, the gradient of each task
+                loss with respect to the shared kernel (global batch).
+            present: `(T,)` bool tensor, or `None` (all present). Absent
+                tasks keep their weight and `L_i(0)`, and count in neither
+                mean.
         """
-        losses = distribute.all_reduce_sum(task_losses)
-        gradients = distribute.all_reduce_sum(kernel_gradients)
+        losses = ops.convert_to_tensor(task_losses, "float32")
+        if present is None:
+            present = ops.ones((self.num_tasks,), dtype="bool")
+        present_float = ops.cast(present, "float32")
+        count = ops.maximum(ops.sum(present_float), 1.0)
         norms = ops.sqrt(
-            ops.sum(ops.reshape(ops.square(gradients), (self.num_tasks, -1)), 1)
+            ops.sum(
+                ops.reshape(
+                    ops.square(ops.cast(kernel_gradients, "float32")),
+                    (self.num_tasks, -1),
+                ),
+                1,
+            )
         )
-        # L_i(0) is the first nonzero loss: a task may have no labels in
-        # the first batches.
+        # L_i(0) is the loss of the first step with labels for the task.
         initial = ops.where(
-            ops.greater(self.initial_losses, 0.0), self.initial_losses, losses
+            ops.logical_and(present, ops.equal(self.initial_losses, 0.0)),
+            losses,
+            self.initial_losses,
         )
         self.initial_losses.assign(initial)
         self.steps.assign_add(1)
-        weighted_norms = ops.convert_to_tensor(self.task_weights) * norms
-        ratios = ops.divide_no_nan(losses, initial)
-        rates = ops.divide_no_nan(ratios, ops.mean(ratios))
-        targets = ops.mean(weighted_norms) * ops.power(rates, self.alpha)
-        gradient = ops.sign(weighted_norms - targets) * norms
+        # A copy: a converted variable would read its later value.
+        old_weights = ops.copy(self.task_weights)
+        weighted_norms = old_weights * norms
+        ratios = ops.divide_no_nan(losses, initial) * present_float
+        rates = ops.divide_no_nan(ratios, ops.sum(ratios) / count)
+        mean_norm = ops.sum(weighted_norms * present_float) / count
+        targets = mean_norm * ops.power(rates, self.alpha)
+        gradient = ops.sign(weighted_norms - targets) * norms * present_float
         apply_replica_gradient(
             self.weight_optimizer, gradient, self.task_weights
         )
+        # The present tasks' weights keep their sum (T when all are
+        # present); an absent task's weight does not move, not even by the
+        # optimizer's momentum.
         weights = ops.maximum(ops.convert_to_tensor(self.task_weights), 1e-8)
-        self.task_weights.assign(self.num_tasks * weights / ops.sum(weights))
-
-    def train_step(self, model, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        kernel = self.shared_kernel(model)
-        # The task losses are scaled like the total (mixed_float16), so that
-        # their gradients at the kernel do not underflow; unscaled below.
-        scale = ops.cast(model.optimizer.scale_loss(1.0), "float32")
-        with tf.GradientTape(persistent=True) as tape:
-            y_pred = model(x, training=True)
-            loss_list = model.compute_task_loss_list(y, y_pred, sample_weight)
-            task_losses = ops.stack(loss_list)
-            loss = model.combine_losses(task_losses, y_pred, training=True)
-            model._loss_tracker.update_state(
-                loss * distribute.num_replicas(),
-                sample_weight=ops.shape(keras.tree.flatten(x)[0])[0],
-            )
-            static = ops.convert_to_tensor(model.static_loss_weights, "float32")
-            weighted_losses = task_losses * static
-            per_task = [
-                value * weight * scale
-                for value, weight in zip(loss_list, model.static_loss_weights)
-            ]
-            loss = model.optimizer.scale_loss(loss)
-        variables = model.trainable_variables
-        gradients = tape.gradient(loss, variables)
-        kernel_gradients = []
-        for task_loss in per_task:
-            gradient = tape.gradient(task_loss, kernel)
-            if gradient is None:
-                gradient = ops.zeros_like(kernel)
-            kernel_gradients.append(ops.cast(gradient, "float32") / scale)
-        del tape
-        model.optimizer.apply(gradients, variables)
-        self.update_task_weights(weighted_losses, ops.stack(kernel_gradients))
-        return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        total = ops.sum(old_weights * present_float)
+        weights = total * weights / ops.sum(weights * present_float)
+        self.task_weights.assign(ops.where(present, weights, old_weights))
 
     def get_config(self):
         config = super().get_config()
@@ -216,5 +237,6 @@ class GradNorm(Weighting):
             alpha=self.alpha,
             learning_rate=self.learning_rate,
             optimizer=self.optimizer,
+            layer=self.layer,
         )
         return config

@@ -35,8 +35,22 @@ class IMTLG(GradientWeighting):
         - [Liu et al., 2021](https://openreview.net/forum?id=IMPnRXEWpvr)
     """
 
-    def combine(self, gram, task_losses, step=0):
+    def combine(self, gram, task_losses, step=0, present=None):
         size = self.num_tasks
+        present = self.all_present(present)
+        # Present tasks first (stable), so that the anchor task is present;
+        # absent ones are decoupled below and get weight 0.
+        order = tf.argsort(
+            tf.cast(tf.logical_not(present), tf.int32), stable=True
+        )
+        gram = tf.gather(tf.gather(gram, order), order, axis=1)
+        kept = tf.gather(present, order)[1:]
+        alpha = self.anchored_weights(gram, kept, size)
+        return tf.scatter_nd(order[:, None], alpha, (size,))
+
+    def anchored_weights(self, gram, kept, size):
+        """The weights with task 0 (present) as anchor; `kept` says which
+        of tasks 1..T-1 are present."""
         norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 1e-20))
         # dots[i, j] = g_i . u_j
         dots = gram / norms[None, :]
@@ -48,6 +62,13 @@ class IMTLG(GradientWeighting):
             + dots[1:, 1:]
         )
         target = dots[0, 0] - dots[0, 1:]
+        pair = tf.logical_and(kept[:, None], kept[None, :])
+        system = tf.where(pair, system, tf.eye(size - 1))
+        target = tf.where(kept, target, 0.0)
         rest, ok = solvers.solve(tf.transpose(system), target)
+        rest = tf.where(kept, rest, 0.0)
         alpha = tf.concat([[1.0 - tf.reduce_sum(rest)], rest], axis=0)
-        return tf.where(ok, alpha, tf.fill((size,), 1.0 / size))
+        present = tf.concat([[True], kept], axis=0)
+        count = tf.reduce_sum(tf.cast(present, "float32"))
+        equal = tf.where(present, 1.0 / count, 0.0)
+        return tf.where(ok, alpha, equal)

@@ -95,14 +95,18 @@ class MGDA(GradientWeighting):
             return task_losses * norms
         return tf.ones_like(norms)
 
-    def combine(self, gram, task_losses, step=0):
+    def combine(self, gram, task_losses, step=0, present=None):
+        present = self.all_present(present)
         scale = self.normalizers(gram, task_losses)
         scale = tf.where(scale > 1e-12, scale, 1.0)
         gram = gram / (scale[:, None] * scale[None, :])
         if self.num_tasks == 2:
+            # Called with both present (the model gives one task weight 1).
             return solvers.min_norm_two(gram)
+        # The simplex of the present tasks: an absent task's zero gradient
+        # would otherwise take all the weight.
         return solvers.min_norm_frank_wolfe(
-            gram, self.max_iterations, self.tolerance
+            gram, self.max_iterations, self.tolerance, present
         )
 
     def get_config(self):

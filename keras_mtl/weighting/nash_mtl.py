@@ -77,10 +77,15 @@ class NashMTL(GradientWeighting):
         self.max_iterations = max_iterations
         self.ridge = float(ridge)
 
-    def combine(self, gram, task_losses, step=0):
+    def combine(self, gram, task_losses, step=0, present=None):
         size = self.num_tasks
+        present = self.all_present(present)
         if self.normalize:
             gram = gram / (tf.norm(gram) + 1e-20)
+        # Absent tasks (zero rows) get an identity block: decoupled from
+        # the present ones, whose system is then that of the present alone.
+        pair = tf.logical_and(present[:, None], present[None, :])
+        gram = tf.where(pair, gram, tf.eye(size))
         gram = gram + self.ridge * tf.eye(size)
         start = 1.0 / tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 1e-20))
 
@@ -98,7 +103,7 @@ class NashMTL(GradientWeighting):
             step_fn,
             (tf.constant(0), start),
         )
-        return alpha
+        return tf.where(present, alpha, 0.0)
 
     def get_config(self):
         config = super().get_config()

@@ -74,8 +74,11 @@ class PCGrad(GradientWeighting):
         )
         return tf.cast(tf.argsort(bits, axis=1, stable=True), tf.int32)
 
-    def combine(self, gram, task_losses, step=0):
-        return self.combine_in_order(gram, self.task_orders(step))
+    def combine(self, gram, task_losses, step=0, present=None):
+        # An absent task's gradient is zero: no gradient is projected onto
+        # it, and its own (zero) coefficients are masked out.
+        weights = self.combine_in_order(gram, self.task_orders(step))
+        return tf.where(self.all_present(present), weights, 0.0)
 
     def combine_in_order(self, gram, orders):
         """PCGrad weights with explicit `(T, T)` projection orders."""

@@ -30,7 +30,8 @@ class RandomLossWeighting(Weighting):
     Each training step draws `z ~ N(0, I_T)` and weights the task losses by
     `softmax(z)`. The weights sum to 1 (the paper's convention), so the total
     is on the scale of a mean of the task losses, where `"equal"` sums them.
-    Evaluation uses their expectation, `1 / T` each.
+    Evaluation uses their expectation, `1 / T` each. A task absent from a
+    batch gets weight 0; the others keep their draws (no renormalisation).
 
     The draws are stateless: draw `n` uses the seed `(seed, n)` (Philox bits
     through the inverse normal CDF, so XLA draws the same), with the
@@ -87,7 +88,7 @@ class RandomLossWeighting(Weighting):
         )
         self.built = True
 
-    def compute_weights(self, task_losses, training=False):
+    def compute_weights(self, task_losses, present, training=False):
         if not training:
             return ops.full((self.num_tasks,), 1.0 / self.num_tasks)
         seed = ops.stack(

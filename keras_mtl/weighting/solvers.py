@@ -31,11 +31,13 @@ def solve(matrix, vector, rcond=1e-6):
     return solution, ok
 
 
-def project_to_simplex(vector):
+def project_to_simplex(vector, present=None):
     """Euclidean projection of a `(T,)` vector onto the probability simplex.
 
     Args:
         vector: `(T,)` float tensor.
+        present: `(T,)` bool tensor or `None`. The simplex of these
+            coordinates only: the others are 0. Defaults to `None` (all).
 
     Returns:
         The `(T,)` point of the simplex nearest to `vector`.
@@ -44,13 +46,24 @@ def project_to_simplex(vector):
         - [Duchi et al., 2008](https://doi.org/10.1145/1390156.1390191)
     """
     size = vector.shape[0]
-    ordered = tf.sort(vector, direction="DESCENDING")
+    masked = vector
+    if present is not None:
+        # Absent coordinates sort last, below every present one.
+        lowest = tf.reduce_min(vector) - 1e6 - tf.reduce_max(tf.abs(vector))
+        masked = tf.where(present, vector, lowest)
+    ordered = tf.sort(masked, direction="DESCENDING")
     cumulative = tf.cumsum(ordered) - 1.0
     index = tf.range(1, size + 1, dtype=vector.dtype)
-    active = tf.cast(ordered - cumulative / index > 0, tf.int32)
-    count = tf.maximum(tf.reduce_sum(active), 1)
+    active = ordered - cumulative / index > 0
+    if present is not None:
+        count_present = tf.reduce_sum(tf.cast(present, tf.int32))
+        active = tf.logical_and(active, tf.range(size) < count_present)
+    count = tf.maximum(tf.reduce_sum(tf.cast(active, tf.int32)), 1)
     threshold = tf.gather(cumulative, count - 1) / tf.cast(count, vector.dtype)
-    return tf.maximum(vector - threshold, 0.0)
+    projected = tf.maximum(vector - threshold, 0.0)
+    if present is not None:
+        projected = tf.where(present, projected, 0.0)
+    return projected
 
 
 def min_norm_two(gram):
@@ -67,7 +80,9 @@ def min_norm_two(gram):
     return tf.stack([alpha, 1.0 - alpha])
 
 
-def min_norm_frank_wolfe(gram, max_iterations=250, tolerance=1e-5):
+def min_norm_frank_wolfe(
+    gram, max_iterations=250, tolerance=1e-5, present=None
+):
     """Minimum-norm point of the convex hull of the gradients.
 
     As in Sener & Koltun (2018): start from the best two-task solution over
@@ -80,6 +95,9 @@ def min_norm_frank_wolfe(gram, max_iterations=250, tolerance=1e-5):
         gram: `(T, T)` Gram matrix.
         max_iterations: int. Defaults to `250`.
         tolerance: float. Defaults to `1e-5`.
+        present: `(T,)` bool tensor or `None`. The simplex of these tasks
+            only (at least two): the others get weight 0. Defaults to
+            `None` (all).
 
     Returns:
         `(T,)` weights on the simplex.
@@ -96,6 +114,9 @@ def min_norm_frank_wolfe(gram, max_iterations=250, tolerance=1e-5):
         + 2.0 * share * (1.0 - share) * gram
         + (1.0 - share) ** 2 * columns
     )
+    if present is not None:
+        pair = tf.logical_and(present[:, None], present[None, :])
+        value = tf.where(pair, value, float("inf"))
     best = tf.argmin(tf.reshape(value, (-1,)), output_type=tf.int32)
     first, second = best // size, best % size
     pair_share = tf.gather(tf.reshape(share, (-1,)), best)
@@ -105,7 +126,10 @@ def min_norm_frank_wolfe(gram, max_iterations=250, tolerance=1e-5):
 
     def step(iteration, weights, change):
         product = tf.linalg.matvec(gram, weights)
-        vertex = tf.argmin(product, output_type=tf.int32)
+        candidates = product
+        if present is not None:
+            candidates = tf.where(present, product, float("inf"))
+        vertex = tf.argmin(candidates, output_type=tf.int32)
         ww = tf.tensordot(weights, product, 1)
         wt = tf.gather(product, vertex)
         tt = tf.gather(diagonal, vertex)
@@ -126,7 +150,9 @@ def min_norm_frank_wolfe(gram, max_iterations=250, tolerance=1e-5):
     return weights
 
 
-def minimize_on_simplex(value_and_gradient, start, max_iterations=200):
+def minimize_on_simplex(
+    value_and_gradient, start, max_iterations=200, present=None
+):
     """Projected gradient descent on the simplex, with backtracking.
 
     A step is taken only if it decreases the objective by the sufficient
@@ -137,6 +163,8 @@ def minimize_on_simplex(value_and_gradient, start, max_iterations=200):
         value_and_gradient: callable `w -> (value, gradient)`.
         start: `(T,)` starting point on the simplex.
         max_iterations: int. Defaults to `200`.
+        present: `(T,)` bool tensor or `None`. The simplex of these
+            coordinates only. Defaults to `None` (all).
 
     Returns:
         `(T,)` weights on the simplex.
@@ -145,7 +173,7 @@ def minimize_on_simplex(value_and_gradient, start, max_iterations=200):
 
     def step(iteration, weights, value, size):
         _, gradient = value_and_gradient(weights)
-        candidate = project_to_simplex(weights - size * gradient)
+        candidate = project_to_simplex(weights - size * gradient, present)
         new_value, _ = value_and_gradient(candidate)
         move = candidate - weights
         bound = (

@@ -1,7 +1,6 @@
 import keras
 from keras import ops
 
-from keras_mtl import distribute
 from keras_mtl.weighting.base import Weighting
 
 
@@ -16,9 +15,11 @@ class UncertaintyWeighting(Weighting):
 
     (the form of the authors' notebook; for a fixed `L_i` it is minimised at
     `s_i = log L_i`, so a noisy task is weighted down). The logged weight of
-    task `i` is `exp(-s_i)`. The regularising `s_i` term is divided by the
-    number of replicas under `tf.distribute`, so the summed gradients are
-    exact, and it makes the total loss negative when losses are small.
+    task `i` is `exp(-s_i)`. The regularising `s_i` term (the method's
+    `regularization_loss`) makes the total loss negative when losses are
+    small. A task absent from a batch contributes neither term: its `s_i`
+    gets a zero gradient in that step (an optimizer with momentum, such as
+    Adam, still moves it by the decaying momentum of earlier steps).
 
     Args:
         initial_log_variance: float. Initial value of every `s_i`. Defaults
@@ -61,13 +62,16 @@ class UncertaintyWeighting(Weighting):
         )
         self.built = True
 
-    def compute_weights(self, task_losses, training=False):
+    def compute_weights(self, task_losses, present, training=False):
+        # Carries the gradient of `exp(-s_i) L_i` to `s_i`.
         return ops.exp(-ops.convert_to_tensor(self.log_variances))
 
-    def call(self, task_losses, training=False):
-        total, weights = super().call(task_losses, training=training)
-        regulariser = ops.sum(self.log_variances) / distribute.num_replicas()
-        return total + regulariser, weights
+    def regularization_loss(self, task_losses, present):
+        # Only present tasks: an absent task's `s_i` gets no gradient.
+        log_variances = ops.convert_to_tensor(self.log_variances)
+        return ops.sum(
+            ops.where(present, log_variances, ops.zeros_like(log_variances))
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -8,9 +8,9 @@ files of today's format, which is not what the test checks.
 import json
 import pathlib
 
+import keras
 import numpy as np
 
-import keras
 import keras_mtl
 from keras_mtl import testing
 
