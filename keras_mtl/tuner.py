@@ -6,7 +6,7 @@ optimises like any other metric.
 """
 
 import inspect
-import math
+import types
 
 import keras
 
@@ -21,59 +21,79 @@ except ImportError:  # pragma: no cover - depends on the environment
 from keras_mtl import evaluation
 from keras_mtl import sharing as sharing_module
 from keras_mtl import weighting as weighting_module
+from keras_mtl.evaluation.model_spec import fresh_optimizer
+from keras_mtl.evaluation.model_spec import fresh_weighting
 from keras_mtl.model import MTLModel
 from keras_mtl.model import check_tasks
+from keras_mtl.tasks import Task
 
 __all__ = [
     "MTLHyperModel",
     "MultiTaskObjective",
-    "SHARING_SEARCH_SPACE",
-    "WEIGHTING_SEARCH_SPACE",
     "default_objective_metrics",
 ]
 
 
-# Argument ranges of known methods, by registry name. A spec is a dict of
-# `hp.Float`/`hp.Int` arguments (`min_value`, `max_value`, `sampling`,
-# `default`), a dict with `values` (`hp.Choice`), a list (`hp.Choice`, first
-# value the default) or one value (`hp.Fixed`). Arguments that a method's
-# constructor does not take are skipped, so a renamed argument keeps its
-# default rather than break the search.
-def _log_range(low, high, default):
-    return {
-        "min_value": low,
-        "max_value": high,
-        "sampling": "log",
-        "default": default,
+def _registry(module):
+    """`({name: class}, [one name per class])` of a registry module."""
+    # The registry object where there is one, else the older module dict.
+    registry = getattr(module, "registry", None)
+    if registry is not None:
+        return registry.as_dict(), registry.names()
+    objects = module.ALL_OBJECTS_DICT
+    return objects, _registry_names(objects)
+
+
+def _declared_spaces(module):
+    classes, names = _registry(module)
+    return types.MappingProxyType(
+        {
+            name: dict(classes[name].search_space)
+            for name in names
+            if getattr(classes[name], "search_space", None)
+        }
+    )
+
+
+def __getattr__(name):
+    # Read-only views of the `search_space` each class declares, for code
+    # written when the ranges were module tables.
+    if name == "WEIGHTING_SEARCH_SPACE":
+        return _declared_spaces(weighting_module)
+    if name == "SHARING_SEARCH_SPACE":
+        return _declared_spaces(sharing_module)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _select_baselines(baselines, metrics, higher_is_better, average):
+    """`{task: {metric: float}}`: the baselines of the scored metrics."""
+    if not isinstance(baselines, dict) or not all(
+        isinstance(v, dict) for v in baselines.values()
+    ):
+        raise TypeError(
+            "`baselines` must be a dict {task: {metric: value}}. "
+            f"Received: baselines={baselines!r}"
+        )
+    for task, names in metrics.items():
+        for metric in names:
+            if metric not in baselines.get(task, {}):
+                raise ValueError(
+                    f"`baselines` has no value for task '{task}', metric "
+                    f"'{metric}'. It has: "
+                    f"{ {t: sorted(m) for t, m in baselines.items()} }"
+                )
+    selected = {
+        task: {m: baselines[task][m] for m in names}
+        for task, names in metrics.items()
     }
-
-
-WEIGHTING_SEARCH_SPACE = {
-    "dwa": {"temperature": _log_range(0.5, 8.0, 2.0)},
-    "gradnorm": {
-        "alpha": _log_range(0.1, 3.0, 1.5),
-        "learning_rate": _log_range(1e-3, 0.1, 0.025),
-    },
-    "famo": {
-        "learning_rate": _log_range(5e-3, 0.1, 0.025),
-        "gamma": _log_range(1e-4, 1e-2, 1e-3),
-    },
-    "mgda": {"normalization": ["none", "l2", "loss", "loss+"]},
-    "cagrad": {"c": {"min_value": 0.1, "max_value": 0.9, "default": 0.4}},
-}
-SHARING_SEARCH_SPACE = {
-    "cross_stitch": {
-        "diagonal": {"min_value": 0.5, "max_value": 0.95, "default": 0.9},
-        "learning_rate_multiplier": _log_range(1.0, 100.0, 1.0),
-    },
-    "soft": {"strength": _log_range(1e-5, 1e-1, 1e-3)},
-    "mmoe": {"num_experts": {"values": [2, 4, 8], "default": 4}},
-    "ple": {
-        "num_levels": [1, 2],
-        "num_task_experts": [1, 2],
-        "num_shared_experts": [1, 2],
-    },
-}
+    # Checks now that each is a finite, non-zero number.
+    evaluation.delta_m(
+        selected, selected, higher_is_better, average, metrics="all"
+    )
+    return {
+        task: {m: float(v) for m, v in values.items()}
+        for task, values in selected.items()
+    }
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
@@ -83,6 +103,7 @@ class MultiTaskObjective(keras.callbacks.Callback):
     With `baselines`, the score is Delta_m% against them
     (`keras_mtl.evaluation.delta_m`): positive when the multi-task model
     beats the single-task models. Without, it is the mean log-metric
+    (`keras_mtl.evaluation.mean_log_metric`)
     `(100 / K) sum_k (-1)^{l_k} ln M_k` (`l_k = 1` where lower is better),
     for which no task's scale dominates: multiplying a task's metric by a
     constant shifts every model's score equally, and the difference of two
@@ -156,22 +177,18 @@ class MultiTaskObjective(keras.callbacks.Callback):
                     f"`metrics` of task '{task}' must be metric names. "
                     f"Received: {metrics[task]!r}"
                 )
-            for metric in names:
-                evaluation._direction(higher_is_better, task, metric)
+        # Scoring ones checks every metric's direction now, not at the end
+        # of the first epoch.
+        evaluation.mean_log_metric(
+            {t: dict.fromkeys(names, 1.0) for t, names in self.metrics.items()},
+            higher_is_better,
+            average,
+            metrics=self.metrics,
+        )
         if baselines is not None:
-            baselines = evaluation._as_results(baselines, "baselines")
-            for task, names in self.metrics.items():
-                for metric in names:
-                    if metric not in baselines.get(task, {}):
-                        raise ValueError(
-                            f"`baselines` has no value for task '{task}', "
-                            f"metric '{metric}'. It has: "
-                            f"{ {t: sorted(m) for t, m in baselines.items()} }"
-                        )
-            baselines = {
-                task: {m: baselines[task][m] for m in names}
-                for task, names in self.metrics.items()
-            }
+            baselines = _select_baselines(
+                baselines, self.metrics, higher_is_better, average
+            )
         self.baselines = baselines
         self.higher_is_better = higher_is_better
         self.average = average
@@ -194,18 +211,9 @@ class MultiTaskObjective(keras.callbacks.Callback):
                 self.average,
                 metrics="all",
             )
-        rows = []
-        for task, names in self.metrics.items():
-            for metric in names:
-                higher = evaluation._direction(
-                    self.higher_is_better, task, metric
-                )
-                value = max(float(results[task][metric]), 1e-12)
-                sign = 1.0 if higher else -1.0
-                rows.append(
-                    {"task": task, "change": 100 * sign * math.log(value)}
-                )
-        return evaluation._average(rows, self.average)
+        return evaluation.mean_log_metric(
+            results, self.higher_is_better, self.average, metrics=self.metrics
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -331,13 +339,16 @@ def _declare(hp, name, spec):
 
 
 class _Choices:
-    """A tunable choice among registry entries, each with its arguments."""
+    """A tunable choice among registry entries, each with its arguments.
+
+    Argument ranges come from each class's `search_space`, updated per
+    argument by `search_space` (`{name or alias: {argument: spec}}`).
+    """
 
     def __init__(self, kind, module, methods, search_space):
         self.kind = kind
         self.module = module
-        self.search_space = search_space
-        registry = self.registry
+        self.search_space = dict(search_space or {})
         if methods is not None and methods != "all":
             if isinstance(methods, str) or not isinstance(
                 methods, (list, tuple)
@@ -346,15 +357,16 @@ class _Choices:
                     f"`{kind}` choices must be None, 'all' or a list of names. "
                     f"Received: {methods!r}"
                 )
-            unknown = [m for m in methods if m not in registry]
+            classes, names = _registry(module)
+            unknown = [m for m in methods if m not in classes]
             if unknown or not methods:
                 raise ValueError(
                     f"Unknown {kind} {unknown or methods}. Expected names "
-                    f"among {_registry_names(registry)}."
+                    f"among {names}."
                 )
             for name in methods:
-                missing = _required_arguments(registry[name]) - set(
-                    self._space_of(name)
+                missing = _required_arguments(classes[name]) - set(
+                    self._space_of(name, classes)
                 )
                 if missing:
                     raise ValueError(
@@ -364,32 +376,30 @@ class _Choices:
                     )
         self.methods = methods
 
-    @property
-    def registry(self):
-        # Looked up at each use: methods registered later are included.
-        return self.module.ALL_OBJECTS_DICT
-
     def names(self):
         if self.methods != "all":
             return list(self.methods)
         # Read at call time, so methods registered later are included;
         # those with required arguments and no search space are left out.
-        names = []
-        for name in _registry_names(self.registry):
-            required = _required_arguments(self.registry[name])
-            if required <= set(self._space_of(name)):
-                names.append(name)
-        return names
+        classes, names = _registry(self.module)
+        return [
+            name
+            for name in names
+            if _required_arguments(classes[name])
+            <= set(self._space_of(name, classes))
+        ]
 
-    def _space_of(self, name):
-        cls = self.registry[name]
-        space = {}
-        for key in (name, cls.__name__):
-            space.update(self.search_space.get(key, {}))
+    def _space_of(self, name, classes):
+        cls = classes[name]
+        space = dict(getattr(cls, "search_space", {}))
+        for key, arguments in self.search_space.items():
+            if classes.get(key) is cls:
+                space.update(arguments)
         accepted = _accepted_arguments(cls)
         return {k: v for k, v in space.items() if k in accepted}
 
     def build(self, hp, default):
+        classes, _ = _registry(self.module)
         names = self.names()
         if default in names:
             names.remove(default)
@@ -400,11 +410,79 @@ class _Choices:
             with hp.conditional_scope(self.kind, [name]):
                 kwargs = {
                     arg: _declare(hp, f"{name}_{arg}", spec)
-                    for arg, spec in self._space_of(name).items()
+                    for arg, spec in self._space_of(name, classes).items()
                 }
             if name == chosen:
-                instance = self.registry[name](**kwargs)
+                instance = classes[name](**kwargs)
         return instance
+
+
+def _model_source(spec, inputs, trunk, build_fn):
+    """Checks that exactly one of `spec`, `inputs` and `build_fn` is given."""
+    if build_fn is not None and not callable(build_fn):
+        raise TypeError(f"`build_fn` must be callable. Received: {build_fn!r}")
+    given = [
+        name
+        for name, value in (
+            ("spec", spec),
+            ("inputs", inputs),
+            ("build_fn", build_fn),
+        )
+        if value is not None
+    ]
+    if len(given) != 1:
+        raise ValueError(
+            "Pass exactly one of `spec`, `inputs` (with `trunk`) or "
+            f"`build_fn`. Received: {given or 'none of them'}."
+        )
+    if spec is not None and not isinstance(spec, evaluation.ModelSpec):
+        raise TypeError(
+            "`spec` must be a keras_mtl.evaluation.ModelSpec. "
+            f"Received: spec={spec!r}"
+        )
+    if trunk is not None and inputs is None:
+        raise ValueError(
+            "`trunk` goes with `inputs`; a `spec` or `build_fn` has its own."
+        )
+
+
+def _loss_weight_range(loss_weight_range):
+    try:
+        low, high = (float(v) for v in loss_weight_range)
+    except (TypeError, ValueError):
+        low = high = None
+    if low is None or not 0 < low < high:
+        raise ValueError(
+            "`loss_weight_range` must be (min, max) with 0 < min < max "
+            "(log scale). "
+            f"Received: loss_weight_range={loss_weight_range!r}"
+        )
+    return low, high
+
+
+def _objective(objective, baselines, tasks):
+    names = [t.name for t in tasks]
+    if objective is None:
+        return MultiTaskObjective(
+            default_objective_metrics(tasks), baselines=baselines
+        )
+    if baselines is not None:
+        raise ValueError(
+            "Pass `baselines` to the `objective` "
+            "(`MultiTaskObjective(metrics, baselines=...)`), not beside it."
+        )
+    if not isinstance(objective, MultiTaskObjective):
+        raise TypeError(
+            "`objective` must be a keras_mtl.tuner.MultiTaskObjective. "
+            f"Received: objective={objective!r}"
+        )
+    unknown = sorted(set(objective.metrics) - set(names))
+    if unknown:
+        raise ValueError(
+            f"`objective` scores unknown tasks {unknown}. "
+            f"Expected names among {names}."
+        )
+    return objective
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
@@ -417,37 +495,47 @@ class MTLHyperModel(keras_tuner.HyperModel):
     method's arguments (`<method>_<argument>`) in a conditional scope that
     is active only when that method is chosen; `sharing_modes` does the
     same for a `sharing` choice. `"all"` takes every method of the
-    registry (`keras_mtl.weighting.ALL_OBJECTS_DICT`,
-    `keras_mtl.sharing.ALL_OBJECTS_DICT`) at the time `build` is called;
-    argument ranges come from `WEIGHTING_SEARCH_SPACE` and
-    `SHARING_SEARCH_SPACE`, updated by the `*_search_space` arguments.
+    registry (`keras_mtl.weighting`, `keras_mtl.sharing`) at the time
+    `build` is called. Argument ranges are the `search_space` each class
+    declares (`keras_mtl.weighting.GradNorm.search_space`), updated by the
+    `*_search_space` arguments.
+
+    Each trial's model is built from a `keras_mtl.evaluation.ModelSpec`
+    (or by `build_fn`): new inputs, a cloned trunk, a new weighting method
+    and a new optimizer, so that trials share nothing.
 
     The tuner's objective should be `hypermodel.objective`: the
-    `MultiTaskObjective` that `fit` puts first among the callbacks, Delta_m%
-    against `baselines` when given, else the mean log-metric (see
-    `MultiTaskObjective`). It works with `RandomSearch`,
-    `BayesianOptimization` and `Hyperband`, and `get_best_models()` returns
-    `MTLModel`s.
+    `keras_tuner.Objective` of the `MultiTaskObjective` callback that `fit`
+    puts first among the callbacks, Delta_m% against the baselines when it
+    has them, else the mean log-metric (see `MultiTaskObjective`). It works
+    with `RandomSearch`, `BayesianOptimization` and `Hyperband`, and
+    `get_best_models()` returns `MTLModel`s.
 
     Args:
-        inputs: `keras.Input` or a dict/list of them. Fresh inputs of the
-            same spec are made for each trial. Not needed with `build_fn`.
+        inputs: `keras.Input` or a dict/list of them: short for
+            `spec=ModelSpec(inputs, trunk, sharing, weighting, optimizer)`.
+            Defaults to `None`.
         tasks: list of `keras_mtl.Task`.
-        trunk: the trunk spec of `keras_mtl.build_mtl_model`; a layer or
-            model trunk is cloned for each trial. Defaults to `None`.
+        trunk: the trunk spec of `keras_mtl.build_mtl_model`, with `inputs`.
+            Defaults to `None`.
+        spec: `keras_mtl.evaluation.ModelSpec`, instead of `inputs`; its
+            sharing and weighting are used when they are not tuned.
+            Defaults to `None`.
         build_fn: callable `build_fn(tasks, sharing, weighting) -> MTLModel`,
-            compiled or not, instead of `inputs`/`trunk`. The tasks carry
-            the trial's loss weights. Defaults to `None`.
-        sharing: str or `keras_mtl.sharing.Sharing`, when not tuned.
-            Defaults to `"hard"`.
-        weighting: str or `keras_mtl.weighting.Weighting`, when not tuned.
-            Defaults to `"equal"`.
-        optimizer: str, config or `keras.optimizers.Optimizer` for
-            uncompiled models; a fresh copy per trial. Defaults to `"adam"`.
-        compile_kwargs: dict of more `compile` arguments for uncompiled
-            models, e.g. `{"steps_per_execution": 8}`, or
-            `{"run_eagerly": True}` for tiny models, where tracing the
-            train function costs more than the trial. Defaults to `None`.
+            compiled or not, instead of `spec`. The tasks carry the trial's
+            loss weights. Defaults to `None`.
+        sharing: str or `keras_mtl.sharing.Sharing`, when not tuned; with
+            `inputs` or `build_fn`. Defaults to `None` (`"hard"`).
+        weighting: str or `keras_mtl.weighting.Weighting`, when not tuned;
+            with `inputs` or `build_fn`. Defaults to `None` (`"equal"`).
+        optimizer: str, config or `keras.optimizers.Optimizer`, with
+            `inputs`, or for models `build_fn` leaves uncompiled; a fresh
+            copy per trial. Defaults to `None` (`"adam"`).
+        compile_kwargs: dict of more `compile` arguments, e.g.
+            `{"steps_per_execution": 8}`, or `{"run_eagerly": True}` for
+            tiny models, where tracing the train function costs more than
+            the trial. Not for models `build_fn` compiles. Defaults to
+            `None`.
         loss_weight_range: `(min, max)`, both > 0. Defaults to `(0.1, 10.0)`.
         tuned_tasks: list of task names whose loss weight is tuned; the
             others keep theirs. Defaults to `None` (all). With Adam, scaling
@@ -458,27 +546,29 @@ class MTLHyperModel(keras_tuner.HyperModel):
         sharing_modes: None, `"all"` or a list of registry names. Defaults to
             `None` (not tuned).
         weighting_search_space: dict `{method: {argument: spec}}` updating
-            `WEIGHTING_SEARCH_SPACE`; a spec is a dict of `hp.Float`/`hp.Int`
-            arguments, a list (choice) or a value (fixed). Defaults to `None`.
+            the methods' own `search_space`; a spec is a dict of
+            `hp.Float`/`hp.Int` arguments, a dict with `values` or a list
+            (`hp.Choice`) or a value (`hp.Fixed`). Defaults to `None`.
         sharing_search_space: the same for sharing modes. Defaults to `None`.
-        objective_metrics: `{task: metric or [metrics]}` scored by the
-            objective, or `"loss"` for every task's loss. Defaults to `None`:
-            each task's first metric, or its loss if it has none.
+        objective: `keras_mtl.tuner.MultiTaskObjective`, the score to
+            maximise. Defaults to `None`: one that scores each task's first
+            metric (or its loss, see `default_objective_metrics`).
         baselines: `{task: {metric: value}}` single-task results on the
-            validation data, from
-            `keras_mtl.evaluation.train_single_task_baselines`. Defaults to
-            `None`.
-        higher_is_better: see `keras_mtl.evaluation.delta_m`. Defaults to
-            `None` (from metric names).
-        average: `"metrics"` or `"tasks"`. Defaults to `"metrics"`.
+            validation data, for the default `objective`: short for
+            `objective=MultiTaskObjective(default_objective_metrics(tasks),
+            baselines=baselines)`. Defaults to `None`.
         name: str. Defaults to `None`.
         tunable: bool. Defaults to `True`.
 
     Example:
 
     ```python
+    spec = keras_mtl.evaluation.ModelSpec(inputs, trunk=[64, 64])
+    objective = keras_mtl.tuner.MultiTaskObjective(
+        {"left": "accuracy", "right": "accuracy"}, baselines=baselines)
     hypermodel = keras_mtl.tuner.MTLHyperModel(
-        inputs, tasks, trunk=[64, 64], baselines=baselines)
+        tasks=tasks, spec=spec, objective=objective,
+        weighting_methods=["equal", "uncertainty", "dwa"])
     tuner = keras_tuner.BayesianOptimization(
         hypermodel, objective=hypermodel.objective, max_trials=20,
         directory="/tmp/mtl_tuning")
@@ -499,10 +589,11 @@ class MTLHyperModel(keras_tuner.HyperModel):
         tasks=None,
         trunk=None,
         *,
+        spec=None,
         build_fn=None,
-        sharing="hard",
-        weighting="equal",
-        optimizer="adam",
+        sharing=None,
+        weighting=None,
+        optimizer=None,
         compile_kwargs=None,
         loss_weight_range=(0.1, 10.0),
         tuned_tasks=None,
@@ -510,35 +601,37 @@ class MTLHyperModel(keras_tuner.HyperModel):
         sharing_modes=None,
         weighting_search_space=None,
         sharing_search_space=None,
-        objective_metrics=None,
+        objective=None,
         baselines=None,
-        higher_is_better=None,
-        average="metrics",
         name=None,
         tunable=True,
     ):
         super().__init__(name=name, tunable=tunable)
         self.tasks = check_tasks(tasks)
         names = [t.name for t in self.tasks]
-        if build_fn is None and inputs is None:
-            raise ValueError(
-                "Pass either `inputs` (and `trunk`) or `build_fn`."
-            )
-        if build_fn is not None and not callable(build_fn):
-            raise TypeError(
-                f"`build_fn` must be callable. Received: {build_fn!r}"
-            )
-        if inputs is not None:
-            evaluation._fresh_inputs(inputs)  # validates
-        try:
-            low, high = (float(v) for v in loss_weight_range)
-        except (TypeError, ValueError):
-            low = high = None
-        if low is None or not 0 < low < high:
-            raise ValueError(
-                "`loss_weight_range` must be (min, max) with 0 < min < max "
-                "(log scale). "
-                f"Received: loss_weight_range={loss_weight_range!r}"
+        _model_source(spec, inputs, trunk, build_fn)
+        if spec is not None:
+            given = [
+                k
+                for k, v in (
+                    ("sharing", sharing),
+                    ("weighting", weighting),
+                    ("optimizer", optimizer),
+                )
+                if v is not None
+            ]
+            if given:
+                raise ValueError(
+                    f"{given} go with `inputs` or `build_fn`: with `spec`, "
+                    "they are the spec's."
+                )
+        elif inputs is not None:
+            spec = evaluation.ModelSpec(
+                inputs,
+                trunk,
+                sharing or "hard",
+                weighting or "equal",
+                optimizer or "adam",
             )
         tuned_tasks = names if tuned_tasks is None else list(tuned_tasks)
         unknown = sorted(set(tuned_tasks) - set(names))
@@ -547,47 +640,32 @@ class MTLHyperModel(keras_tuner.HyperModel):
                 f"`tuned_tasks` names unknown tasks {unknown}. "
                 f"Expected names among {names}."
             )
-        if objective_metrics is None:
-            objective_metrics = default_objective_metrics(self.tasks)
-        elif objective_metrics == "loss":
-            objective_metrics = {n: "loss" for n in names}
-        elif isinstance(objective_metrics, dict):
-            unknown = sorted(set(objective_metrics) - set(names))
-            if unknown:
-                raise ValueError(
-                    f"`objective_metrics` names unknown tasks {unknown}. "
-                    f"Expected names among {names}."
-                )
-        self.inputs = inputs
-        self.trunk = trunk
+        self.spec = spec
         self.build_fn = build_fn
-        self.sharing = sharing
-        self.weighting = weighting
-        self.optimizer = optimizer
+        if spec is not None:
+            sharing, weighting = spec.sharing, spec.weighting
+            optimizer = spec.optimizer
+        self.sharing = sharing or "hard"
+        self.weighting = weighting or "equal"
+        self.optimizer = optimizer or "adam"
         self.compile_kwargs = dict(compile_kwargs or {})
-        self.loss_weight_range = (low, high)
+        self.loss_weight_range = _loss_weight_range(loss_weight_range)
         self.tuned_tasks = tuned_tasks
         self.weighting_methods = weighting_methods
         self.sharing_modes = sharing_modes
         self.weighting_search_space = weighting_search_space
         self.sharing_search_space = sharing_search_space
-        self.objective_callback = MultiTaskObjective(
-            objective_metrics,
-            baselines=baselines,
-            higher_is_better=higher_is_better,
-            average=average,
-        )
+        # `objective` (the property) is the keras-tuner Objective of this
+        # callback, as keras-tuner's own HyperModels name it.
+        self.objective_callback = _objective(objective, baselines, self.tasks)
         self._weighting_choices = _Choices(
             "weighting",
             weighting_module,
             weighting_methods,
-            {**WEIGHTING_SEARCH_SPACE, **(weighting_search_space or {})},
+            weighting_search_space,
         )
         self._sharing_choices = _Choices(
-            "sharing",
-            sharing_module,
-            sharing_modes,
-            {**SHARING_SEARCH_SPACE, **(sharing_search_space or {})},
+            "sharing", sharing_module, sharing_modes, sharing_search_space
         )
 
     @property
@@ -595,38 +673,47 @@ class MTLHyperModel(keras_tuner.HyperModel):
         """The `keras_tuner.Objective` to pass to the tuner."""
         return self.objective_callback.objective
 
-    def build(self, hp):
+    def _trial_tasks(self, hp):
         low, high = self.loss_weight_range
         tasks = []
         for task in self.tasks:
-            weight = None
+            copy = Task.from_config(task.get_config())
             if task.name in self.tuned_tasks:
-                weight = hp.Float(
+                copy.loss_weight = hp.Float(
                     f"loss_weight_{task.name}",
                     low,
                     high,
                     sampling="log",
                     default=min(max(task.loss_weight, low), high),
                 )
-            tasks.append(evaluation._copy_task(task, weight))
-        if self.weighting_methods is None:
-            weighting = evaluation._fresh_weighting(self.weighting)
-        else:
+            tasks.append(copy)
+        return tasks
+
+    def build(self, hp):
+        tasks = self._trial_tasks(hp)
+        weighting = sharing = None
+        if self.weighting_methods is not None:
             default = (
                 self.weighting if isinstance(self.weighting, str) else None
             )
             weighting = self._weighting_choices.build(hp, default)
-        if self.sharing_modes is None:
-            sharing = self.sharing
-        else:
+        if self.sharing_modes is not None:
             default = self.sharing if isinstance(self.sharing, str) else None
             sharing = self._sharing_choices.build(hp, default)
-        if self.build_fn is not None:
-            model = self.build_fn(tasks, sharing=sharing, weighting=weighting)
-        else:
-            model = evaluation._spec_builder(
-                self.inputs, self.trunk, sharing, weighting
-            )(tasks)
+        if self.spec is not None:
+            return self.spec.build(
+                tasks,
+                sharing=sharing,
+                weighting=weighting,
+                compile_kwargs=self.compile_kwargs,
+            )
+        model = self.build_fn(
+            tasks,
+            sharing=self.sharing if sharing is None else sharing,
+            weighting=fresh_weighting(
+                self.weighting if weighting is None else weighting
+            ),
+        )
         if not isinstance(model, MTLModel):
             raise TypeError(
                 "`build_fn` must return a keras_mtl.MTLModel. "
@@ -634,7 +721,7 @@ class MTLHyperModel(keras_tuner.HyperModel):
             )
         if not model.compiled:
             model.compile(
-                optimizer=evaluation._fresh_optimizer(self.optimizer),
+                optimizer=fresh_optimizer(self.optimizer),
                 **self.compile_kwargs,
             )
         return model
@@ -657,33 +744,12 @@ class MTLHyperModel(keras_tuner.HyperModel):
         if self.build_fn is not None:
             raise NotImplementedError(
                 "An MTLHyperModel made from a `build_fn` has no config; use "
-                "`inputs`, `tasks` and `trunk` for one."
+                "a `spec` (or `inputs` and `trunk`) for one."
             )
-        ser = keras.saving.serialize_keras_object
-        objective = self.objective_callback
+        serialize = keras.saving.serialize_keras_object
         return {
-            "inputs": keras.tree.map_structure(
-                lambda t: {
-                    "batch_shape": list(t.shape),
-                    "dtype": t.dtype,
-                    "sparse": t.sparse,
-                    "name": t._keras_history.operation.name,
-                },
-                self.inputs,
-            ),
             "tasks": [t.get_config() for t in self.tasks],
-            "trunk": self.trunk
-            if self.trunk is None or isinstance(self.trunk, (list, tuple))
-            else ser(self.trunk),
-            "sharing": self.sharing
-            if isinstance(self.sharing, str)
-            else ser(self.sharing),
-            "weighting": self.weighting
-            if isinstance(self.weighting, str)
-            else weighting_module.serialize(self.weighting),
-            "optimizer": self.optimizer
-            if isinstance(self.optimizer, str)
-            else ser(self.optimizer),
+            "spec": serialize(self.spec),
             "compile_kwargs": self.compile_kwargs,
             "loss_weight_range": list(self.loss_weight_range),
             "tuned_tasks": list(self.tuned_tasks),
@@ -691,10 +757,7 @@ class MTLHyperModel(keras_tuner.HyperModel):
             "sharing_modes": self.sharing_modes,
             "weighting_search_space": self.weighting_search_space,
             "sharing_search_space": self.sharing_search_space,
-            "objective_metrics": objective.metrics,
-            "baselines": objective.baselines,
-            "higher_is_better": objective.higher_is_better,
-            "average": objective.average,
+            "objective": serialize(self.objective_callback),
             "name": self.name,
             "tunable": self.tunable,
         }
@@ -702,20 +765,7 @@ class MTLHyperModel(keras_tuner.HyperModel):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        des = keras.saving.deserialize_keras_object
-
-        def is_spec(value):
-            return isinstance(value, dict) and "batch_shape" in value
-
-        config["inputs"] = keras.tree.traverse(
-            lambda v: keras.Input(**v) if is_spec(v) else None,
-            config["inputs"],
-        )
-        for key in ("trunk", "sharing", "optimizer"):
-            if isinstance(config[key], dict):
-                config[key] = des(config[key])
-        if isinstance(config["weighting"], dict):
-            config["weighting"] = weighting_module.deserialize(
-                config["weighting"]
-            )
+        deserialize = keras.saving.deserialize_keras_object
+        config["spec"] = deserialize(config["spec"])
+        config["objective"] = deserialize(config["objective"])
         return cls(**config)

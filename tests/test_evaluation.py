@@ -174,6 +174,59 @@ def test_results_table_without_pandas(monkeypatch):
         evaluation.results_table(EQUAL, SINGLE_TASK, as_dataframe=True)
 
 
+def test_mean_log_metric_numbers():
+    results = {"a": {"accuracy": 0.5, "loss": 3.0}, "b": {"mae": 2.0}}
+    expected = 50 * (np.log(0.5) - np.log(2.0))
+    assert evaluation.mean_log_metric(results) == pytest.approx(expected)
+    assert expected == pytest.approx(-69.3147, abs=1e-4)
+    by_tasks = 100 * ((np.log(0.5) - np.log(3.0)) / 2 - np.log(2.0)) / 2
+    assert evaluation.mean_log_metric(
+        results, metrics="all", average="tasks"
+    ) == pytest.approx(by_tasks)
+    # Scaling one task's metric shifts the score by a constant.
+    scaled = {"a": {"accuracy": 0.5}, "b": {"mae": 200.0}}
+    assert evaluation.mean_log_metric(scaled) - expected == pytest.approx(
+        -50 * np.log(100)
+    )
+    # A zero accuracy counts as 1e-12: finite.
+    assert evaluation.mean_log_metric(
+        {"a": {"accuracy": 0.0}}
+    ) == pytest.approx(100 * np.log(1e-12))
+    assert evaluation.mean_log_metric(
+        {"a": 2.0}, higher_is_better=True
+    ) == pytest.approx(100 * np.log(2.0))
+    with pytest.raises(ValueError, match="no metric 'mae' for task 'a'"):
+        evaluation.mean_log_metric(results, metrics={"a": "mae"})
+    with pytest.raises(ValueError, match="`metrics` names tasks \\['c'\\]"):
+        evaluation.mean_log_metric(results, metrics={"c": "mae"})
+    with pytest.raises(ValueError, match="average"):
+        evaluation.mean_log_metric(results, average="median")
+
+
+def test_package_surface():
+    # The names of the module the package replaced, and what they are.
+    old = [
+        "AVERAGES",
+        "delta_m",
+        "evaluate_tasks",
+        "gradient_cosine_similarity",
+        "metric_higher_is_better",
+        "relative_changes",
+        "results_table",
+        "task_results_from_logs",
+        "train_single_task_baselines",
+    ]
+    assert set(old) | {"ModelSpec", "mean_log_metric"} == set(
+        evaluation.__all__
+    )
+    for name in evaluation.__all__:
+        assert not name.startswith("_")
+        assert getattr(keras_mtl.evaluation, name) is getattr(evaluation, name)
+    # The function, not the module of the same name.
+    assert callable(keras_mtl.evaluation.delta_m)
+    assert evaluation.AVERAGES == ("metrics", "tasks")
+
+
 def test_task_results_from_logs():
     logs = {
         "loss": 3.0,
@@ -297,10 +350,80 @@ def test_single_task_baselines_from_build_fn_and_dataset():
         model.compile(optimizer=keras.optimizers.SGD(0.01))
         return model
 
-    results = evaluation.train_single_task_baselines(
-        testing.tiny_tasks()[:2], dataset, build_fn=build_fn
+    results, models = evaluation.train_single_task_baselines(
+        testing.tiny_tasks()[:2], dataset, build_fn=build_fn, return_models=True
     )
     assert built == [["reg"], ["binary"]]
     assert sorted(results) == ["binary", "reg"]
-    with pytest.raises(ValueError, match="`build_fn` or `inputs`"):
-        evaluation.train_single_task_baselines(testing.tiny_tasks(), x, y)
+    for name, model in models.items():
+        # One epoch of 4 batches, with the optimizer `build_fn` chose.
+        assert int(model.optimizer.iterations) == 4
+        assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+        # Evaluated on the training data, this task's labels only.
+        own = dataset.map(lambda x, y, name=name: (x, {name: y[name]}))
+        again = evaluation.evaluate_tasks(model, own)[name]
+        assert again == pytest.approx(results[name], rel=1e-5)
+    predictions = models["reg"].predict(x, verbose=0)["reg"]
+    assert results["reg"]["mae"] == pytest.approx(
+        np.mean(np.abs(predictions - y["reg"])), rel=1e-5
+    )
+
+
+def test_single_task_baselines_are_the_spec_cut_to_one_task():
+    x, y = testing.tiny_data(n=48)
+    x_val, y_val = testing.tiny_data(n=32, seed=1)
+    tasks = testing.tiny_tasks()
+    # The multi-task spec's weighting is not used: one task needs none.
+    spec = evaluation.ModelSpec(
+        keras.Input((8,), name="x"),
+        trunk=[8],
+        weighting="uncertainty",
+        optimizer=keras.optimizers.SGD(0.05),
+    )
+    budget = dict(epochs=2, batch_size=16, shuffle=False)
+    keras.utils.set_random_seed(3)
+    results, models = evaluation.train_single_task_baselines(
+        tasks[:1],
+        x,
+        y,
+        spec=spec,
+        validation_data=(x_val, y_val),
+        return_models=True,
+        **budget,
+    )
+    assert isinstance(
+        models["reg"].weighting, keras_mtl.weighting.EqualWeighting
+    )
+    assert int(models["reg"].optimizer.iterations) == 6
+    keras.utils.set_random_seed(3)
+    model = spec.build(tasks[:1], weighting="equal")
+    model.fit(x, {"reg": y["reg"]}, verbose=0, **budget)
+    expected = model.evaluate(
+        x_val, {"reg": y_val["reg"]}, return_dict=True, verbose=0
+    )
+    assert results["reg"]["mae"] == pytest.approx(expected["reg_mae"], 1e-6)
+    assert results["reg"]["loss"] == pytest.approx(expected["reg_loss"], 1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({}, ValueError, "`build_fn` or `inputs`"),
+        ({"spec": "spec", "inputs": "x"}, ValueError, "exactly one of"),
+        ({"build_fn": len, "trunk": [4]}, ValueError, "`trunk` and `sharing`"),
+        ({"spec": "spec", "optimizer": "sgd"}, ValueError, "has its own"),
+        ({"spec": {"inputs": None}}, TypeError, "ModelSpec"),
+        ({"build_fn": 3}, TypeError, "`build_fn` must be callable"),
+        ({"build_fn": lambda tasks: None}, TypeError, "with that one task"),
+    ],
+)
+def test_single_task_baselines_bad_arguments(kwargs, error, match):
+    x, y = testing.tiny_data(n=8)
+    if kwargs.get("spec") == "spec":
+        kwargs["spec"] = evaluation.ModelSpec(keras.Input((8,)))
+    if kwargs.get("inputs") == "x":
+        kwargs["inputs"] = keras.Input((8,))
+    with pytest.raises(error, match=match):
+        evaluation.train_single_task_baselines(
+            testing.tiny_tasks(), x, y, **kwargs
+        )

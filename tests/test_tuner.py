@@ -1,3 +1,4 @@
+import copy
 import importlib
 import math
 import sys
@@ -37,6 +38,28 @@ class ToyWeighting(keras_mtl.weighting.Weighting):
 
     def get_config(self):
         return {**super().get_config(), "temperature": self.temperature}
+
+
+@pytest.fixture
+def toy_registered(monkeypatch):
+    """Registers ToyWeighting as "toy" for one test: in a registry copy."""
+    registry = copy.deepcopy(keras_mtl.weighting.registry)
+    monkeypatch.setattr(keras_mtl.weighting, "registry", registry)
+    monkeypatch.setattr(keras_mtl.weighting, "register", registry.register)
+    keras_mtl.weighting.register(ToyWeighting, name="toy")
+    return registry
+
+
+def _names(module):
+    """Every name, alias and class name a registry module knows."""
+    registry = getattr(module, "registry", None)
+    if registry is not None:
+        return set(registry.as_dict())
+    return set(module.ALL_OBJECTS_DICT)
+
+
+def _params(hp, name):
+    return [p for p in hp.space if p.name == name]
 
 
 def test_default_search_space():
@@ -85,10 +108,9 @@ def test_loss_weights_reach_the_model():
     assert [t.loss_weight for t in tasks] == [1.0, 0.25, 1.0]
 
 
-def test_weighting_and_sharing_choices_with_conditional_scopes(monkeypatch):
-    registry = keras_mtl.weighting.ALL_OBJECTS_DICT
-    monkeypatch.setitem(registry, "ToyWeighting", ToyWeighting)
-    monkeypatch.setitem(registry, "toy", ToyWeighting)
+def test_weighting_and_sharing_choices_with_conditional_scopes(
+    toy_registered,
+):
     hypermodel = _hypermodel(
         weighting_methods="all",
         sharing_modes="all",
@@ -100,12 +122,12 @@ def test_weighting_and_sharing_choices_with_conditional_scopes(monkeypatch):
     hypermodel.build(hp)
     # "fixed" needs its weights: it is left out. "toy" was registered after
     # the hypermodel was made and is picked up.
-    weighting = hp._hps["weighting"][0]
+    (weighting,) = _params(hp, "weighting")
     assert "fixed" not in weighting.values
     assert weighting.values[0] == "equal"
     assert "toy" in weighting.values
-    assert hp._hps["sharing"][0].values[0] == "hard"
-    names = set(keras_mtl.sharing.ALL_OBJECTS_DICT) | set(registry)
+    assert _params(hp, "sharing")[0].values[0] == "hard"
+    names = _names(keras_mtl.sharing) | _names(keras_mtl.weighting)
     expected = {
         "loss_weight_reg": 1.0,
         "loss_weight_binary": 1.0,
@@ -118,7 +140,7 @@ def test_weighting_and_sharing_choices_with_conditional_scopes(monkeypatch):
     active = {k: v for k, v in hp.values.items() if k.split("_")[0] in names}
     assert {k: hp.values[k] for k in expected} == expected
     assert all(k in expected for k in active)
-    (temperature,) = hp._hps["toy_temperature"]
+    (temperature,) = _params(hp, "toy_temperature")
     assert temperature.conditions[0].name == "weighting"
     assert temperature.conditions[0].values == ["toy"]
     assert "toy_temperature" not in hp.values
@@ -130,10 +152,7 @@ def test_weighting_and_sharing_choices_with_conditional_scopes(monkeypatch):
     assert model.weighting.temperature == 3.0
 
 
-def test_explicit_choices_and_the_whole_space(monkeypatch):
-    monkeypatch.setitem(
-        keras_mtl.weighting.ALL_OBJECTS_DICT, "toy", ToyWeighting
-    )
+def test_explicit_choices_and_the_whole_space(toy_registered):
     hypermodel = _hypermodel(
         weighting="toy",
         weighting_methods=["equal", "toy"],
@@ -149,9 +168,9 @@ def test_explicit_choices_and_the_whole_space(monkeypatch):
         "weighting": "toy",
         "sharing": "hard",
     }
-    assert hp._hps["weighting"][0].values == ["toy", "equal"]
+    assert _params(hp, "weighting")[0].values == ["toy", "equal"]
     # No range for "toy" here: its arguments keep their defaults.
-    assert "toy_temperature" not in hp._hps
+    assert not _params(hp, "toy_temperature")
 
 
 def test_objective_callback_numbers():
@@ -225,7 +244,20 @@ def test_objective_bad_arguments(kwargs, error, match):
             "'fixed' needs.*weights",
         ),
         ({"sharing_modes": "hard"}, TypeError, "sharing"),
-        ({"objective_metrics": {"x": "mae"}}, ValueError, "unknown tasks"),
+        (
+            {"objective": MultiTaskObjective({"x": "mae"})},
+            ValueError,
+            "unknown tasks \\['x'\\]",
+        ),
+        ({"objective": "loss"}, TypeError, "MultiTaskObjective"),
+        (
+            {"objective": MultiTaskObjective({"reg": "mae"}), "baselines": {}},
+            ValueError,
+            "not beside it",
+        ),
+        ({"build_fn": lambda *a, **k: None}, ValueError, "exactly one of"),
+        ({"spec": "x"}, ValueError, "exactly one of"),
+        ({"baselines": {**BASELINES, "reg": {"mae": 0.0}}}, ValueError, "zero"),
         ({"build_fn": 3}, TypeError, "build_fn"),
     ],
 )
@@ -292,6 +324,104 @@ def test_config_round_trip():
     assert revived.objective.name == "val_delta_m"
 
 
+def test_objective_argument():
+    objective = MultiTaskObjective(
+        {"reg": "mae", "multi": ["accuracy", "loss"]},
+        baselines={
+            "reg": {"mae": 2.0},
+            "multi": {"accuracy": 0.5, "loss": 1.0},
+        },
+        average="tasks",
+        name="score",
+    )
+    hypermodel = _hypermodel(objective=objective)
+    assert hypermodel.objective_callback is objective
+    assert hypermodel.objective.name == "val_score"
+    logs = {
+        "reg_mae": 2.0,
+        "multi_accuracy": 0.5,
+        "multi_loss": 1.0,
+        "val_reg_mae": 1.0,
+        "val_multi_accuracy": 0.75,
+        "val_multi_loss": 2.0,
+        "val_binary_accuracy": 0.1,
+    }
+    objective.on_epoch_end(0, logs)
+    # reg: +50%; multi: mean of +50% (accuracy) and -100% (loss); binary is
+    # not scored.
+    assert logs["val_score"] == pytest.approx((50.0 + (50.0 - 100.0) / 2) / 2)
+    assert logs["score"] == pytest.approx(0.0)
+    revived = MTLHyperModel.from_config(hypermodel.get_config())
+    assert revived.objective_callback.get_config() == objective.get_config()
+    assert revived.objective.name == "val_score"
+
+
+def test_spec_argument():
+    spec = keras_mtl.evaluation.ModelSpec(
+        keras.Input((8,), name="x"),
+        trunk=[8],
+        weighting=keras_mtl.weighting.DynamicWeightAverage(temperature=3.0),
+        optimizer=keras.optimizers.SGD(0.1),
+    )
+    hypermodel = MTLHyperModel(tasks=testing.tiny_tasks(), spec=spec)
+    hp = kt.HyperParameters()
+    first, second = hypermodel.build(hp), hypermodel.build(hp)
+    for model in (first, second):
+        assert model.input.name == "x"
+        assert float(model.optimizer.learning_rate) == pytest.approx(0.1)
+        assert model.weighting.temperature == 3.0
+        assert model.weighting is not spec.weighting
+    assert first.weighting is not second.weighting
+    assert first.optimizer is not second.optimizer
+    assert {id(v) for v in first.weights}.isdisjoint(
+        id(v) for v in second.weights
+    )
+    config = hypermodel.get_config()
+    assert MTLHyperModel.from_config(config).get_config() == config
+    with pytest.raises(ValueError, match=r"\['sharing'\] go with `inputs`"):
+        MTLHyperModel(tasks=testing.tiny_tasks(), spec=spec, sharing="mmoe")
+    with pytest.raises(TypeError, match="ModelSpec"):
+        MTLHyperModel(tasks=testing.tiny_tasks(), spec={"inputs": None})
+    with pytest.raises(ValueError, match="`trunk` goes with `inputs`"):
+        MTLHyperModel(tasks=testing.tiny_tasks(), spec=spec, trunk=[4])
+
+
+def test_search_spaces_are_declared_by_each_class():
+    hypermodel = _hypermodel(
+        weighting_methods=["dwa", "cagrad"],
+        sharing_modes=["hard", "mmoe"],
+        weighting_search_space={
+            # Keyed by another alias of DWA's class: still its range.
+            "dynamic_weight_average": {
+                "temperature": {"min_value": 1.0, "max_value": 4.0}
+            }
+        },
+    )
+    hp = kt.HyperParameters()
+    hypermodel.build(hp)
+    (temperature,) = _params(hp, "dwa_temperature")
+    assert (temperature.min_value, temperature.max_value) == (1.0, 4.0)
+    assert temperature.sampling == "linear"
+    (c,) = _params(hp, "cagrad_c")
+    expected = keras_mtl.weighting.CAGrad.search_space["c"]
+    assert (c.min_value, c.max_value, c.default) == (
+        expected["min_value"],
+        expected["max_value"],
+        expected["default"],
+    )
+    (experts,) = _params(hp, "mmoe_num_experts")
+    assert experts.values == [2, 4, 8]
+    assert experts.default == 4
+    # The old module tables are read-only views of the classes' spaces.
+    views = keras_mtl.tuner.WEIGHTING_SEARCH_SPACE
+    assert views["cagrad"] == keras_mtl.weighting.CAGrad.search_space
+    mmoe = keras_mtl.sharing.MMoESharing
+    assert keras_mtl.tuner.SHARING_SEARCH_SPACE["mmoe"] == mmoe.search_space
+    with pytest.raises(TypeError):
+        views["cagrad"] = {}
+    assert "WEIGHTING_SEARCH_SPACE" not in keras_mtl.tuner.__all__
+
+
 @pytest.mark.parametrize(
     "tuner_cls, tuner_kwargs",
     [
@@ -349,9 +479,16 @@ def test_tuners_optimise_delta_m(tuner_cls, tuner_kwargs, tmp_path):
     assert evaluation.delta_m(results, BASELINES) == pytest.approx(
         trials[0].score, rel=1e-4, abs=1e-4
     )
-    predictions = best.predict(x_val, verbose=0)
-    assert predictions["multi"].shape == (32, 4)
-    assert np.all(np.isfinite(predictions["reg"]))
+    # The scored metrics are those of the best model's predictions.
+    predictions = best.predict(x_val, batch_size=16, verbose=0)
+    assert np.mean(np.abs(predictions["reg"] - y_val["reg"])) == pytest.approx(
+        results["reg"]["mae"], rel=1e-5
+    )
+    predicted = np.argmax(predictions["multi"], axis=1)
+    assert np.mean(predicted == y_val["multi"]) == pytest.approx(
+        results["multi"]["accuracy"], abs=1e-6
+    )
+    testing.assert_allclose(predictions["multi"].sum(axis=1), 1.0, atol=1e-5)
     # The best model is a plain MTLModel: it saves, loads and trains on.
     loaded = testing.run_model_saving_test(
         best, x_val, str(tmp_path / "best.keras")
@@ -373,7 +510,7 @@ def test_every_registered_method_builds(kind):
     hypermodel = _hypermodel(weighting_methods="all", sharing_modes="all")
     space = kt.HyperParameters()
     hypermodel.build(space)
-    names = space._hps[kind][0].values
+    names = _params(space, kind)[0].values
     assert names[0] == {"weighting": "equal", "sharing": "hard"}[kind]
     for name in names:
         for sample in (False, True):
@@ -390,7 +527,7 @@ def test_every_registered_method_builds(kind):
             model = hypermodel.build(hp)
             assert isinstance(model, keras_mtl.MTLModel)
             if kind == "weighting":
-                registry = keras_mtl.weighting.ALL_OBJECTS_DICT
+                registry = keras_mtl.weighting.registry
                 assert type(model.weighting) is registry[name]
                 for param in hp.space:
                     if param.name.startswith(f"{name}_") and hp.is_active(
@@ -470,7 +607,7 @@ def test_search_over_every_weighting_and_sharing(tmp_path):
     assert all(np.isfinite(t.score) for t in trials)
     best = tuner.get_best_models()[0]
     values = trials[0].hyperparameters.values
-    registry = keras_mtl.weighting.ALL_OBJECTS_DICT
+    registry = keras_mtl.weighting.registry
     assert type(best.weighting) is registry[values["weighting"]]
     results = evaluation.evaluate_tasks(best, x_val, y_val, batch_size=16)
     score = hypermodel.objective_callback.score(results)
