@@ -1,17 +1,29 @@
 import re
 
 import keras
-from keras.src.losses.losses import LossFunctionWrapper
-from keras.src.metrics import ALL_OBJECTS_DICT as METRICS_BY_NAME
+from keras import ops
 
 _VALID_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
 # Names that `compile` resolves from the loss, not from `keras.metrics`.
 _LOSS_DEPENDENT_METRICS = ("accuracy", "acc", "crossentropy", "ce")
 
 
+def _is_metric_name(name):
+    if name in _LOSS_DEPENDENT_METRICS:
+        return True
+    try:
+        keras.metrics.get(name)
+    except ValueError:
+        return False
+    except TypeError:
+        # A known metric class whose constructor needs arguments (`MeanIoU`).
+        return True
+    return True
+
+
 def _check_metric(metric, task_name):
     if isinstance(metric, str):
-        if metric in _LOSS_DEPENDENT_METRICS or metric in METRICS_BY_NAME:
+        if _is_metric_name(metric):
             return
         raise ValueError(
             f"Task '{task_name}': unknown metric {metric!r}. Expected the name "
@@ -23,6 +35,66 @@ def _check_metric(metric, task_name):
             f"Task '{task_name}': each metric must be a name, a "
             f"`keras.metrics.Metric` or a callable. Received: {metric!r}"
         )
+
+
+def _same_rank(x1, x2):
+    """Drops or adds a trailing axis of size 1 so both ranks agree (Keras)."""
+    rank_1, rank_2 = len(x1.shape), len(x2.shape)
+    if rank_1 == rank_2 + 1 and x1.shape[-1] == 1:
+        if rank_2 == 1:
+            return x1, ops.expand_dims(x2, -1)
+        return ops.squeeze(x1, -1), x2
+    if rank_2 == rank_1 + 1 and x2.shape[-1] == 1:
+        if rank_1 == 1:
+            return ops.expand_dims(x1, -1), x2
+        return x1, ops.squeeze(x2, -1)
+    return x1, x2
+
+
+@keras.saving.register_keras_serializable(package="keras_mtl")
+class FunctionLoss(keras.losses.Loss):
+    """A `keras.losses.Loss` around a loss function `fn(y_true, y_pred)`.
+
+    `call` gives the function's per-example values, after matching the ranks
+    of the labels and the predictions as Keras's own losses do (a trailing
+    axis of size 1 is added or dropped).
+
+    Args:
+        fn: callable. `fn(y_true, y_pred)` returns the per-example loss.
+        name: str. The loss's name. Defaults to `None`: `fn.__name__`.
+        reduction: str. How `__call__` reduces the values. Defaults to
+            `"sum_over_batch_size"`.
+
+    Example:
+
+    ```python
+    loss = keras_mtl.tasks.FunctionLoss(keras.losses.huber)
+    loss.name  # "huber"
+    ```
+    """
+
+    def __init__(self, fn, name=None, reduction="sum_over_batch_size"):
+        if not callable(fn):
+            raise TypeError(f"`fn` must be callable. Received: fn={fn!r}")
+        super().__init__(
+            name=name or getattr(fn, "__name__", None), reduction=reduction
+        )
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        y_true, y_pred = _same_rank(y_true, y_pred)
+        return self.fn(y_true, y_pred)
+
+    def get_config(self):
+        config = super().get_config()
+        config["fn"] = keras.saving.serialize_keras_object(self.fn)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["fn"] = keras.saving.deserialize_keras_object(config["fn"])
+        return cls(**config)
 
 
 def resolve_loss(loss, task_name):
@@ -42,9 +114,7 @@ def resolve_loss(loss, task_name):
     if isinstance(resolved, keras.losses.Loss):
         return resolved
     if callable(resolved):
-        return LossFunctionWrapper(
-            resolved, name=getattr(resolved, "__name__", None)
-        )
+        return FunctionLoss(resolved)
     raise TypeError(
         f"Task '{task_name}': `loss` must be a string, a Loss or a callable. "
         f"Received: loss={loss!r}"

@@ -1,8 +1,11 @@
 import keras
+import numpy as np
 import pytest
 
 import keras_mtl
 from keras_mtl import testing
+from keras_mtl.tasks import FunctionLoss
+from keras_mtl.tasks import resolve_loss
 
 
 def test_task_config_round_trip():
@@ -60,4 +63,29 @@ def test_task_accepts_every_kind_of_metric_and_activation():
         metrics=["acc", "auc", "AUC", keras.metrics.MeanSquaredError(), len],
         activation=keras.activations.relu,
     )
-    assert len(task.metrics) == 5
+    assert task.metrics[:3] == ["acc", "auc", "AUC"]
+    assert isinstance(task.metrics[3], keras.metrics.MeanSquaredError)
+    assert task.metrics[4] is len
+    assert task.activation is keras.activations.relu
+
+
+def test_a_loss_function_becomes_a_serializable_loss():
+    loss = resolve_loss(keras.losses.mean_absolute_error, "price")
+    assert isinstance(loss, FunctionLoss)
+    assert loss.name == "mean_absolute_error"
+    y_true = np.array([[1.0], [2.0], [4.0]], "float32")
+    y_pred = np.array([0.5, 2.0, 1.0], "float32")
+    # Per-example values; the labels' trailing axis is dropped as in Keras.
+    testing.assert_allclose(loss.call(y_true, y_pred), [0.5, 0.0, 3.0])
+    testing.assert_allclose(loss(y_true, y_pred), 3.5 / 3)
+    revived = testing.run_serialization_test(loss)
+    assert revived.fn is keras.losses.mean_absolute_error
+    assert revived.name == "mean_absolute_error"
+
+
+def test_a_loss_instance_is_kept_and_a_name_keeps_its_name():
+    mse = keras.losses.MeanSquaredError()
+    assert resolve_loss(mse, "a") is mse
+    # Masking reads the name to tell class-id labels ("sparse...") apart.
+    loss = resolve_loss("sparse_categorical_crossentropy", "a")
+    assert loss.name == "sparse_categorical_crossentropy"

@@ -4,18 +4,56 @@ import keras
 from keras import ops
 
 
+def is_hidden_sizes(spec):
+    """Whether `spec` is a list (or tuple) of ints >= 1, possibly empty."""
+    return isinstance(spec, (list, tuple)) and all(
+        isinstance(u, int) and not isinstance(u, bool) and u >= 1 for u in spec
+    )
+
+
+def dense_stack(units, name, activation="relu"):
+    """Fresh `Dense` layers, one per hidden size, named `{name}_{i}`.
+
+    The one place where a list of hidden sizes becomes layers: trunks,
+    towers, experts and task heads all use it, so their layer names (and
+    so the weights of saved models) follow one rule.
+
+    Args:
+        units: list of int. Hidden sizes, each >= 1; may be empty.
+        name: str. Prefix of the layer names: layer `i` is `{name}_{i}`.
+        activation: str or callable. Activation of every layer. Defaults to
+            `"relu"`.
+
+    Returns:
+        A list of unbuilt `keras.layers.Dense`, one per entry of `units`.
+
+    Example:
+
+    ```python
+    layers = keras_mtl.sharing.dense_stack([64, 32], "price_hidden")
+    [layer.name for layer in layers]  # ["price_hidden_0", "price_hidden_1"]
+    ```
+    """
+    if not is_hidden_sizes(units):
+        raise TypeError(
+            "`units` must be a list of hidden sizes (ints >= 1). "
+            f"Received: units={units!r}"
+        )
+    if not isinstance(name, str) or not name:
+        raise TypeError(
+            f"`name` must be a non-empty string. Received: name={name!r}"
+        )
+    return [
+        keras.layers.Dense(size, activation=activation, name=f"{name}_{i}")
+        for i, size in enumerate(units)
+    ]
+
+
 def check_tower_spec(spec, argument):
     """Raises unless `spec` is a list of hidden sizes or a Keras layer."""
     if isinstance(spec, keras.layers.Layer):
         return spec
-    if (
-        isinstance(spec, (list, tuple))
-        and spec
-        and all(
-            isinstance(u, int) and not isinstance(u, bool) and u >= 1
-            for u in spec
-        )
-    ):
+    if spec and is_hidden_sizes(spec):
         return list(spec)
     raise TypeError(
         f"`{argument}` must be a non-empty list of hidden sizes (ints >= 1) "
@@ -53,13 +91,7 @@ def make_tower(spec, name):
     """A fresh tower from a spec: ReLU `Dense` sizes, or a layer to clone."""
     if isinstance(spec, (keras.layers.Layer, dict)):
         return clone_layer(spec, name)
-    return keras.Sequential(
-        [
-            keras.layers.Dense(units, activation="relu", name=f"dense_{i}")
-            for i, units in enumerate(spec)
-        ],
-        name=name,
-    )
+    return keras.Sequential(dense_stack(spec, "dense"), name=name)
 
 
 def serialize_tower_spec(spec):

@@ -2,6 +2,8 @@ import keras
 
 from keras_mtl.layers.cross_stitch import CrossStitch
 from keras_mtl.layers.towers import clone_layer
+from keras_mtl.layers.towers import dense_stack
+from keras_mtl.layers.towers import is_hidden_sizes
 from keras_mtl.sharing.base import Sharing
 from keras_mtl.sharing.base import merge_inputs
 
@@ -18,13 +20,8 @@ def tower_layers(trunk, scheme):
         return list(trunk.layers)
     if isinstance(trunk, keras.layers.Layer):
         return [trunk]
-    if isinstance(trunk, (list, tuple)) and all(
-        isinstance(u, int) and not isinstance(u, bool) and u >= 1 for u in trunk
-    ):
-        return [
-            keras.layers.Dense(units, activation="relu", name=f"dense_{i}")
-            for i, units in enumerate(trunk)
-        ]
+    if is_hidden_sizes(trunk):
+        return dense_stack(trunk, "dense")
     raise TypeError(
         "`trunk` must be a list of hidden sizes (ints >= 1), a keras Layer or "
         f"Sequential. Received: trunk={trunk!r}"
@@ -113,6 +110,16 @@ class CrossStitchSharing(Sharing):
         self.diagonal = diagonal
         self.learning_rate_multiplier = learning_rate_multiplier
         self.stitch_after = stitch_after
+
+    def get_config(self):
+        return {
+            "per_channel": self.per_channel,
+            "diagonal": self.diagonal,
+            "learning_rate_multiplier": self.learning_rate_multiplier,
+            "stitch_after": None
+            if self.stitch_after is None
+            else list(self.stitch_after),
+        }
 
     def build(self, inputs, trunk, task_names):
         check_num_tasks(task_names, "cross_stitch")

@@ -47,6 +47,9 @@ class MMoESharing(Sharing):
     def __init__(self, num_experts=4):
         self.num_experts = check_count(num_experts, "num_experts", 1)
 
+    def get_config(self):
+        return {"num_experts": self.num_experts}
+
     def build(self, inputs, trunk, task_names):
         expert = expert_spec(trunk, "mmoe")
         layer = MMoE(

@@ -57,6 +57,13 @@ class PLESharing(Sharing):
                 "num_task_experts=0, num_shared_experts=0"
             )
 
+    def get_config(self):
+        return {
+            "num_levels": self.num_levels,
+            "num_task_experts": self.num_task_experts,
+            "num_shared_experts": self.num_shared_experts,
+        }
+
     def build(self, inputs, trunk, task_names):
         expert = expert_spec(trunk, "ple")
         features = merge_inputs(inputs)

@@ -47,6 +47,9 @@ class SoftSharing(Sharing):
             )
         self.strength = strength
 
+    def get_config(self):
+        return {"strength": self.strength}
+
     def build(self, inputs, trunk, task_names):
         check_num_tasks(task_names, "soft")
         features = tower_inputs(inputs, trunk)
