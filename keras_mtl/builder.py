@@ -21,10 +21,10 @@ def _head(task, features):
     if isinstance(task.head, keras.layers.Layer):
         x = task.head(x)
     elif task.head:
-        for i, units in enumerate(task.head):
-            x = keras.layers.Dense(
-                units, activation="relu", name=f"{task.name}_hidden_{i}"
-            )(x)
+        for layer in sharing_module.dense_stack(
+            task.head, f"{task.name}_hidden"
+        ):
+            x = layer(x)
     # Under mixed precision the outputs, and so the losses, stay float32.
     dtype = (
         "float32"
