@@ -29,6 +29,8 @@ class Registry:
         base: the base class every entry derives from.
         suffix: str. Dropped from class names when deriving names.
             Defaults to `""`.
+        alternatives: str. What else the module's `get` accepts, for the
+            error on an unknown name. Defaults to `""`.
 
     Example:
 
@@ -41,10 +43,11 @@ class Registry:
     ```
     """
 
-    def __init__(self, kind, base, suffix=""):
+    def __init__(self, kind, base, suffix="", alternatives=""):
         self.kind = kind
         self.base = base
         self.suffix = suffix
+        self.alternatives = alternatives
         self._classes = {}
         self._canonical = []
 
@@ -103,10 +106,26 @@ class Registry:
 
     def __getitem__(self, name):
         if name not in self._classes:
+            also = f", {self.alternatives}" if self.alternatives else ""
             raise ValueError(
-                f"Unknown {self.kind} {name!r}. Expected one of {self.names()}."
+                f"Unknown {self.kind} {name!r}. Expected one of "
+                f"{self.names()}{also}."
             )
         return self._classes[name]
+
+    def deserialize(self, config, custom_objects=None):
+        """An instance from a `keras.saving.serialize_keras_object` config,
+        with the registered names known; a `TypeError` if it is not one of
+        the registry's base class."""
+        instance = keras.saving.deserialize_keras_object(
+            config, module_objects=self.as_dict(), custom_objects=custom_objects
+        )
+        if not isinstance(instance, self.base):
+            raise TypeError(
+                f"`config` must describe a {self.base.__name__}. "
+                f"Received: config={config!r}"
+            )
+        return instance
 
     def as_dict(self):
         """`{name: class}` for every name, alias and class name: a read-only

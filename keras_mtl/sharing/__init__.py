@@ -12,7 +12,15 @@ from keras_mtl.sharing.mmoe import MMoESharing
 from keras_mtl.sharing.ple import PLESharing
 from keras_mtl.sharing.soft import SoftSharing
 
-registry = Registry("sharing", Sharing, suffix="Sharing")
+registry = Registry(
+    "sharing",
+    Sharing,
+    suffix="Sharing",
+    alternatives=(
+        "a config dict from `keras_mtl.sharing.serialize` or a "
+        "keras_mtl.sharing.Sharing instance"
+    ),
+)
 register = registry.register
 
 register(HardSharing, name="hard")
@@ -70,17 +78,7 @@ def deserialize(config, custom_objects=None):
         keras_mtl.sharing.serialize(keras_mtl.sharing.PLESharing(3, 1, 2)))
     ```
     """
-    sharing = keras.saving.deserialize_keras_object(
-        config,
-        module_objects=registry.as_dict(),
-        custom_objects=custom_objects,
-    )
-    if not isinstance(sharing, Sharing):
-        raise TypeError(
-            "`config` must describe a keras_mtl.sharing.Sharing. "
-            f"Received: config={config!r}"
-        )
-    return sharing
+    return registry.deserialize(config, custom_objects)
 
 
 def get(identifier):
@@ -109,13 +107,6 @@ def get(identifier):
     if isinstance(identifier, dict) and "class_name" in identifier:
         return deserialize(identifier)
     if isinstance(identifier, str):
-        if identifier not in registry:
-            raise ValueError(
-                f"Unknown sharing {identifier!r}. Expected one of "
-                f"{registry.names()}, a config dict from "
-                "`keras_mtl.sharing.serialize` or a keras_mtl.sharing.Sharing "
-                "instance."
-            )
         return registry[identifier]()
     raise TypeError(
         "`sharing` must be a name, a config dict or a "

@@ -42,7 +42,12 @@ __all__ = [
     "serialize",
 ]
 
-registry = Registry("weighting method", Weighting, suffix="Weighting")
+registry = Registry(
+    "weighting method",
+    Weighting,
+    suffix="Weighting",
+    alternatives="a {task: weight} dict or a Weighting instance",
+)
 register = registry.register
 register(EqualWeighting)
 register(FixedWeighting)
@@ -100,11 +105,7 @@ def deserialize(config, custom_objects=None):
         keras_mtl.weighting.serialize(keras_mtl.weighting.PCGrad(seed=3)))
     ```
     """
-    return keras.saving.deserialize_keras_object(
-        config,
-        module_objects=registry.as_dict(),
-        custom_objects=custom_objects,
-    )
+    return registry.deserialize(config, custom_objects)
 
 
 def get(identifier):
@@ -134,12 +135,6 @@ def get(identifier):
             return deserialize(identifier)
         return FixedWeighting(identifier)
     if isinstance(identifier, str):
-        if identifier not in registry:
-            raise ValueError(
-                f"Unknown weighting method {identifier!r}. Expected one of "
-                f"{sorted(registry.names())}, a {{task: weight}} dict or a "
-                "Weighting instance."
-            )
         return registry[identifier]()
     raise TypeError(
         "`weighting` must be a name, a {task: weight} dict, a config dict or "
