@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 from keras_mtl import evaluation
 from keras_mtl import sharing as sharing_module
 from keras_mtl import weighting as weighting_module
+from keras_mtl.evaluation.model_spec import exactly_one
 from keras_mtl.evaluation.model_spec import fresh_optimizer
 from keras_mtl.evaluation.model_spec import fresh_weighting
 from keras_mtl.model import MTLModel
@@ -421,20 +422,10 @@ def _model_source(spec, inputs, trunk, build_fn):
     """Checks that exactly one of `spec`, `inputs` and `build_fn` is given."""
     if build_fn is not None and not callable(build_fn):
         raise TypeError(f"`build_fn` must be callable. Received: {build_fn!r}")
-    given = [
-        name
-        for name, value in (
-            ("spec", spec),
-            ("inputs", inputs),
-            ("build_fn", build_fn),
-        )
-        if value is not None
-    ]
-    if len(given) != 1:
-        raise ValueError(
-            "Pass exactly one of `spec`, `inputs` (with `trunk`) or "
-            f"`build_fn`. Received: {given or 'none of them'}."
-        )
+    exactly_one(
+        (("spec", spec), ("inputs", inputs), ("build_fn", build_fn)),
+        "`spec`, `inputs` (with `trunk`) or `build_fn`",
+    )
     if spec is not None and not isinstance(spec, evaluation.ModelSpec):
         raise TypeError(
             "`spec` must be a keras_mtl.evaluation.ModelSpec. "

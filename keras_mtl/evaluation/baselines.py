@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from keras_mtl.evaluation.model_spec import ModelSpec
+from keras_mtl.evaluation.model_spec import exactly_one
 from keras_mtl.evaluation.model_spec import fresh_optimizer
 from keras_mtl.evaluation.report import task_results_from_logs
 from keras_mtl.model import MTLModel
@@ -55,20 +56,10 @@ def _select_labels(data, name):
 
 def _model_builder(spec, build_fn, inputs, trunk, sharing, optimizer):
     """`build(task) -> MTLModel` (uncompiled models get `optimizer`)."""
-    given = [
-        name
-        for name, value in (
-            ("spec", spec),
-            ("build_fn", build_fn),
-            ("inputs", inputs),
-        )
-        if value is not None
-    ]
-    if len(given) != 1:
-        raise ValueError(
-            "Pass exactly one of `spec`, `build_fn` or `inputs` (with "
-            f"`trunk` and `sharing`). Received: {given or 'none of them'}."
-        )
+    exactly_one(
+        (("spec", spec), ("build_fn", build_fn), ("inputs", inputs)),
+        "`spec`, `build_fn` or `inputs` (with `trunk` and `sharing`)",
+    )
     if inputs is None and (trunk is not None or sharing is not None):
         raise ValueError(
             "`trunk` and `sharing` go with `inputs`; with `spec` or "

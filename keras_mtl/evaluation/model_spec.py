@@ -17,6 +17,17 @@ __all__ = ["ModelSpec", "fresh_optimizer", "fresh_weighting"]
 _AUTO_TENSOR_NAME = re.compile(r"^keras_tensor(_\d+)?$")
 
 
+def exactly_one(options, hint):
+    """The name of the one `(name, value)` pair whose value is not `None`;
+    else a `ValueError` saying to pass exactly one of `hint`."""
+    given = [name for name, value in options if value is not None]
+    if len(given) != 1:
+        raise ValueError(
+            f"Pass exactly one of {hint}. Received: {given or 'none of them'}."
+        )
+    return given[0]
+
+
 def _copied(value):
     # Keras's deserializers edit config dicts in place.
     return copy.deepcopy(value) if isinstance(value, dict) else value
