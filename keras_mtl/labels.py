@@ -105,12 +105,10 @@ def task_losses(tasks, loss_fns, y, y_pred, sample_weight=None):
     )
     local = ops.stack([ops.sum(masks[t.name]) for t in tasks])
     counts = distribute.all_reduce_sum(local)
-    losses = []
-    for i, (task, loss_fn) in enumerate(zip(tasks, loss_fns)):
-        name = task.name
-        values = ops.cast(loss_fn.call(labels[name], y_pred[name]), "float32")
-        while len(values.shape) < len(weights[name].shape):
-            values = ops.expand_dims(values, -1)
-        total = ops.sum(values * weights[name])
-        losses.append(ops.divide_no_nan(total, counts[i]))
+    losses = [
+        masking.masked_task_loss(
+            loss_fn, labels[t.name], y_pred[t.name], weights[t.name], counts[i]
+        )
+        for i, (t, loss_fn) in enumerate(zip(tasks, loss_fns))
+    ]
     return losses, counts

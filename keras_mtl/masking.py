@@ -3,8 +3,6 @@
 import tensorflow as tf
 from keras import ops
 
-from keras_mtl import distribute
-
 # Keras losses that take labels of the prediction's shape (one-hot for the
 # categorical ones), by the names their functions and classes log under.
 _DENSE_LABEL_LOSSES = (
@@ -185,7 +183,7 @@ def prepare_labels(task, y_true, y_pred, sample_weight=None, loss_fn=None):
     return y_true, mask, weight
 
 
-def masked_task_loss(loss_fn, y_true, y_pred, mask, weight):
+def masked_task_loss(loss_fn, y_true, y_pred, weight, count):
     """This replica's share of a task's mean loss over labelled examples.
 
     `sum(weight * loss) / count`, where `count` is the number of labelled
@@ -196,6 +194,4 @@ def masked_task_loss(loss_fn, y_true, y_pred, mask, weight):
     values = ops.cast(loss_fn.call(y_true, y_pred), "float32")
     while len(values.shape) < len(weight.shape):
         values = ops.expand_dims(values, -1)
-    total = ops.sum(values * weight)
-    count = distribute.all_reduce_sum(ops.sum(mask))
-    return ops.divide_no_nan(total, count)
+    return ops.divide_no_nan(ops.sum(values * weight), count)
