@@ -299,10 +299,15 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
     ):
         """The total that training minimises, on this replica's batch."""
         step = self._loss_terms(y, y_pred, sample_weight)
+        return self._weighted_total(step, training)[1]
+
+    def _weighted_total(self, step, training):
+        """The weights of the step, and `sum_i w_i L_i` plus the extra
+        terms (this replica's share)."""
         weights = self.weighting.weights_for(
             step["task_losses"], step["present"], training=training
         )
-        return ops.sum(weights * step["weighted"]) + step["extra"]
+        return weights, ops.sum(weights * step["weighted"]) + step["extra"]
 
     def _check_compiled(self):
         if self._task_loss_fns is None:
@@ -354,10 +359,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         with tf.GradientTape(persistent=kernel is not None) as tape:
             y_pred = self(x, training=True)
             step = self._loss_terms(y, y_pred, sample_weight)
-            weights = method.weights_for(
-                step["task_losses"], step["present"], training=True
-            )
-            total = ops.sum(weights * step["weighted"]) + step["extra"]
+            weights, total = self._weighted_total(step, training=True)
             scaled_total = optimizer.scale_loss(total)
             # Loss-scaled like the total (mixed_float16), unscaled below;
             # from each task's own scalar: the gradient of a slice of the
@@ -498,10 +500,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
         step = self._loss_terms(y, y_pred, sample_weight)
-        weights = self.weighting.weights_for(
-            step["task_losses"], step["present"], training=False
-        )
-        total = ops.sum(weights * step["weighted"]) + step["extra"]
+        weights, total = self._weighted_total(step, training=False)
         return self._finish_step(
             x, y, y_pred, sample_weight, step, total, weights
         )
