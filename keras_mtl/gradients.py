@@ -109,3 +109,84 @@ def jacobians(tape, stacked_terms, sources, parallel_tasks=None):
         else j
         for j, s in zip(found, sources)
     ]
+
+
+def combined(
+    tape, method, terms, step, iterations, shared, others, representation=None
+):
+    """The gradients of one step of a gradient-level method.
+
+    Per-task gradients of the shared variables (`method.gradients ==
+    "shared"`) or of the shared `representation` (`"representation"`), all
+    summed over the replicas; their Gram matrix, loss scale removed, goes to
+    `method.gradient_weights`; the shared variables get `sum_i w_i g_i`
+    (this replica's share: the optimizer sums over replicas), the others
+    the gradient of the plain sum of the task terms (each head's task alone
+    reaches it). The terms of `regularization_loss` and the model's
+    regularisers are added to both, unweighted.
+
+    Args:
+        tape: the persistent tape of the forward pass.
+        method: the model's `GradientWeighting`.
+        terms: dict of the loss-scaled terms recorded on the tape: `tasks`
+            (list of T scalars), `stacked` (the `(T,)` tensor of them),
+            `total` (their sum plus `extra`), `extra` and `scale`.
+        step: the model's loss terms of the step (`task_losses`,
+            `present`, `extra`).
+        iterations: the optimizer's step count.
+        shared: the shared variables.
+        others: the other trainable variables.
+        representation: the shared representation the heads read (the
+            output of the trunk), or `None` when the model has no such
+            split (then `method.gradients` must be `"shared"`).
+
+    Returns:
+        `(weights, gradients)`: the `(T,)` weights and one gradient per
+        variable of `shared + others`.
+    """
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    scale = terms["scale"]
+    rep_mode = method.gradients == "representation"
+    if representation is not None:
+        jacobian, other_grads = at_representation(
+            tape, terms["tasks"], representation, others
+        )
+    if rep_mode:
+        gram = all_reduce_sum(flat_gram([jacobian]))
+    else:
+        if representation is not None:
+            per_task = through_trunk(
+                tape, representation, jacobian, shared, method.parallel_tasks
+            )
+        else:
+            per_task = jacobians(
+                tape, terms["stacked"], shared, method.parallel_tasks
+            )
+        per_task = all_reduce_sum(per_task)
+        gram = flat_gram(per_task)
+    weights = method.gradient_weights(
+        gram / (scale * scale),
+        step["task_losses"],
+        tf.convert_to_tensor(iterations),
+        step["present"],
+    )
+    if rep_mode:
+        direction = tf.tensordot(tf.cast(weights, jacobian.dtype), jacobian, 1)
+        shared_grads = tape.gradient(
+            representation, shared, output_gradients=direction
+        )
+    else:
+        shared_grads = [
+            tf.tensordot(tf.cast(weights, j.dtype), j, 1) / replicas
+            for j in per_task
+        ]
+    has_extra = not isinstance(step["extra"], float)
+    if representation is None:
+        other_grads = tape.gradient(terms["total"], others) if others else []
+    elif has_extra and others:
+        regular = tape.gradient(terms["extra"], others)
+        other_grads = [add(g, r) for g, r in zip(other_grads, regular)]
+    if has_extra:
+        regular = tape.gradient(terms["extra"], shared)
+        shared_grads = [add(g, r) for g, r in zip(shared_grads, regular)]
+    return weights, list(shared_grads) + list(other_grads)

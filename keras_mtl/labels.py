@@ -112,3 +112,25 @@ def task_losses(tasks, loss_fns, y, y_pred, sample_weight=None):
         for i, (t, loss_fn) in enumerate(zip(tasks, loss_fns))
     ]
     return losses, counts
+
+
+def loss_terms(tasks, loss_fns, static_weights, y, y_pred, sample_weight):
+    """The task-loss terms of a step.
+
+    Returns:
+        dict: `shares` (list of T scalars: this replica's shares, see
+        `task_losses`), `weighted` (`(T,)` shares times the static loss
+        weights), `task_losses` (their sum over replicas, gradient
+        stopped), `counts` (labelled counts of the global batch) and
+        `present` (count > 0).
+    """
+    shares, counts = task_losses(tasks, loss_fns, y, y_pred, sample_weight)
+    static = ops.convert_to_tensor(static_weights, "float32")
+    weighted = ops.stack(shares) * static
+    return dict(
+        shares=shares,
+        weighted=weighted,
+        task_losses=distribute.all_reduce_sum(weighted),
+        counts=counts,
+        present=ops.greater(counts, 0.0),
+    )

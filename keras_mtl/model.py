@@ -1,8 +1,12 @@
+import inspect
+import warnings
+
 import keras
 import tensorflow as tf
 from keras import ops
 
 from keras_mtl import compat
+from keras_mtl import compiling
 from keras_mtl import distribute
 from keras_mtl import gradients
 from keras_mtl import labels
@@ -10,7 +14,6 @@ from keras_mtl import structure
 from keras_mtl import weighting as weighting_module
 from keras_mtl.structure import check_tasks
 from keras_mtl.tasks import Task
-from keras_mtl.tasks import resolve_loss
 
 __all__ = ["MTLModel", "check_tasks"]
 
@@ -23,43 +26,11 @@ class _WeightingEpochEnd(keras.callbacks.Callback):
         self.weighting = weighting
 
     def on_epoch_end(self, epoch, logs=None):
-        self.weighting.on_epoch_end()
-
-
-def _per_task(value, names, what):
-    """Spreads a compile argument over tasks: dict, list or one value."""
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        unknown = sorted(set(value) - set(names))
-        if unknown:
-            raise ValueError(
-                f"`{what}` names unknown tasks {unknown}. "
-                f"Expected keys among {names}."
-            )
-        return dict(value)
-    if isinstance(value, (list, tuple)) and what != "metrics":
-        if len(value) != len(names):
-            raise ValueError(
-                f"`{what}` as a list needs one entry per task {names}. "
-                f"Received {len(value)} entries."
-            )
-        return dict(zip(names, value))
-    return {name: value for name in names}
-
-
-class _Structure:
-    """The variable split and trunk/heads split, found once. A plain object,
-    so that Keras does not track its variables and sub-models again."""
-
-    def __init__(self, model, representation):
-        self.shared, self.own = structure.split_variables(model)
-        if representation == "auto":
-            representation = structure.find_representation(model, self.shared)
-        self.representation = representation
-        self.split = structure.representation_split(
-            model, representation, self.shared
-        )
+        hook = self.weighting.on_epoch_end
+        if inspect.signature(hook).parameters:
+            hook(dict(logs or {}))
+        else:  # a method written before the hook took the logs
+            hook()
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
@@ -82,8 +53,10 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
 
     Logs hold `loss` (the total), `<task>_loss` (each task's unweighted
     loss, the mean over its labelled examples of the epoch),
-    `<task>_<metric>`, and `<task>_weight` for weighting methods that change
-    the weights (the mean over the steps in which the task had labels).
+    `<task>_<metric>`, `<task>_weight` for weighting methods that change
+    the weights (the mean over the steps in which the task had labels), and
+    in training `<task>_examples`, the number of labelled examples of the
+    task the epoch delivered (of loss elements, for sequence outputs).
 
     Labels are a dict `{task: y}` with every task. Missing labels (NaN, or
     the task's `missing_label`) count for nothing in loss and metrics.
@@ -170,6 +143,9 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         if weighting.log_weights:
             trackers += [keras.metrics.Mean(name=f"{n}_weight") for n in names]
         self._task_trackers = trackers
+        self._example_trackers = [
+            keras.metrics.Sum(name=f"{n}_examples") for n in names
+        ]
 
     @property
     def tasks(self):
@@ -186,7 +162,9 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
 
     def _found(self):
         if self._structure is None:
-            self._structure = _Structure(self, self._shared_representation)
+            self._structure = structure.ModelStructure(
+                self, self._shared_representation
+            )
         return self._structure
 
     @property
@@ -213,7 +191,11 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
     @property
     def metrics(self):
         # Our own `loss` tracker stands where Keras's (unused) one would.
-        own = [self._total_tracker, *self._task_trackers]
+        own = [
+            self._total_tracker,
+            *self._task_trackers,
+            *self._example_trackers,
+        ]
         rest = [
             m
             for m in super().metrics
@@ -230,29 +212,11 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         weighted_metrics=None,
         **kwargs,
     ):
-        names = self.task_names
-        losses = _per_task(loss, names, "loss")
-        weights = _per_task(loss_weights, names, "loss_weights")
-        task_metrics = {t.name: list(t.metrics) for t in self._tasks}
-        for extra in (metrics, weighted_metrics):
-            if extra is None:
-                continue
-            if isinstance(extra, dict):
-                _per_task(extra, names, "metrics")
-                for name, value in extra.items():
-                    value = value if isinstance(value, list) else [value]
-                    task_metrics[name] = list(value)
-            else:
-                extra = extra if isinstance(extra, list) else [extra]
-                task_metrics = {name: list(extra) for name in names}
-        self._task_loss_fns = [
-            resolve_loss(losses.get(t.name, t.loss), t.name)
-            for t in self._tasks
-        ]
-        self._static_loss_weights = [
-            float(weights.get(t.name, t.loss_weight)) for t in self._tasks
-        ]
-        task_metrics = {k: v for k, v in task_metrics.items() if v}
+        self._task_loss_fns, self._static_loss_weights, task_metrics = (
+            compiling.resolve(
+                self._tasks, loss, loss_weights, metrics, weighted_metrics
+            )
+        )
         # Every metric is weighted: that is how missing labels are masked.
         super().compile(
             optimizer=optimizer,
@@ -319,16 +283,19 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         `counts`, `extra` (method's term and regularisers, this replica's
         share) and `shares` (list, unweighted)."""
         self._check_compiled()
-        shares, counts = labels.task_losses(
-            self._tasks, self._task_loss_fns, y, y_pred, sample_weight
+        step = labels.loss_terms(
+            self._tasks,
+            self._task_loss_fns,
+            self._static_loss_weights,
+            y,
+            y_pred,
+            sample_weight,
         )
-        static = ops.convert_to_tensor(self._static_loss_weights, "float32")
-        weighted = ops.stack(shares) * static
-        task_losses = distribute.all_reduce_sum(weighted)
-        present = ops.greater(counts, 0.0)
         replicas = distribute.num_replicas()
         extra = 0.0
-        own = self.weighting.regularization_loss(task_losses, present)
+        own = self.weighting.regularization_loss(
+            step["task_losses"], step["present"]
+        )
         if own is not None:
             extra = extra + ops.cast(own, "float32") / replicas
         if self.losses:
@@ -336,14 +303,8 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
                 [ops.cast(v, "float32") for v in self.losses]
             )
             extra = extra + regularisers / replicas
-        return dict(
-            shares=shares,
-            weighted=weighted,
-            task_losses=task_losses,
-            present=present,
-            counts=counts,
-            extra=extra,
-        )
+        step["extra"] = extra
+        return step
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -361,15 +322,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             step = self._loss_terms(y, y_pred, sample_weight)
             weights, total = self._weighted_total(step, training=True)
             scaled_total = optimizer.scale_loss(total)
-            # Loss-scaled like the total (mixed_float16), unscaled below;
-            # from each task's own scalar: the gradient of a slice of the
-            # stacked losses would go back through every task's loss.
-            task_terms = [
-                share * weight * scale
-                for share, weight in zip(
-                    step["shares"], self._static_loss_weights
-                )
-            ]
+            task_terms = self._task_terms(step, scale)
         variables = self.trainable_variables
         grads = tape.gradient(scaled_total, variables)
         task_gradients = None
@@ -408,17 +361,16 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         others = [
             v for v in self.trainable_variables if id(v) not in shared_ids
         ]
-        replicas = distribute.num_replicas()
-        scale = ops.cast(optimizer.scale_loss(1.0), "float32")
         split = self._found().split
-        rep_mode = method.gradients == "representation"
-        if rep_mode and split is None:
+        if method.gradients == "representation" and split is None:
             raise ValueError(
                 f"`mode='rep'` of {type(method).__name__} needs one shared "
                 "representation that every task head reads and that holds "
                 "all shared variables upstream (hard sharing). Use "
                 "`mode='param'` for this model."
             )
+        scale = ops.cast(optimizer.scale_loss(1.0), "float32")
+        representation = None
         with tf.GradientTape(persistent=True) as tape:
             if split is not None:
                 representation = split.trunk(x, training=True)
@@ -427,85 +379,54 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
                 y_pred = self(x, training=True)
             step = self._loss_terms(y, y_pred, sample_weight)
             weighted, extra = step["weighted"], step["extra"]
-            scaled_losses = weighted * scale
-            scaled_extra = extra * scale
-            scaled_total = ops.sum(weighted) * scale + scaled_extra
-            task_terms = [
-                share * weight * scale
-                for share, weight in zip(
-                    step["shares"], self._static_loss_weights
-                )
-            ]
-        if split is not None:
-            jacobian, other_grads = gradients.at_representation(
-                tape, task_terms, representation, others
+            terms = dict(
+                scale=scale,
+                stacked=weighted * scale,
+                extra=extra * scale,
+                total=ops.sum(weighted) * scale + extra * scale,
+                tasks=self._task_terms(step, scale),
             )
-        if rep_mode:
-            gram = gradients.all_reduce_sum(gradients.flat_gram([jacobian]))
-        else:
-            if split is not None:
-                jacobians = gradients.through_trunk(
-                    tape,
-                    representation,
-                    jacobian,
-                    shared,
-                    method.parallel_tasks,
-                )
-            else:
-                jacobians = gradients.jacobians(
-                    tape, scaled_losses, shared, method.parallel_tasks
-                )
-            jacobians = gradients.all_reduce_sum(jacobians)
-            gram = gradients.flat_gram(jacobians)
-        weights = method.gradient_weights(
-            gram / (scale * scale),
-            step["task_losses"],
-            tf.convert_to_tensor(optimizer.iterations),
-            step["present"],
+        weights, grads = gradients.combined(
+            tape,
+            method,
+            terms,
+            step,
+            optimizer.iterations,
+            shared,
+            others,
+            representation,
         )
-        if rep_mode:
-            direction = tf.tensordot(
-                tf.cast(weights, jacobian.dtype), jacobian, 1
-            )
-            shared_grads = tape.gradient(
-                representation, shared, output_gradients=direction
-            )
-        else:
-            # The optimizer sums gradients over replicas: give it a share.
-            shared_grads = [
-                tf.tensordot(tf.cast(weights, j.dtype), j, 1) / replicas
-                for j in jacobians
-            ]
-        has_extra = not isinstance(extra, float)
-        if split is None:
-            other_grads = tape.gradient(scaled_total, others) if others else []
-        elif has_extra and others:
-            regular = tape.gradient(scaled_extra, others)
-            other_grads = [
-                gradients.add(g, r) for g, r in zip(other_grads, regular)
-            ]
-        if has_extra:
-            regular = tape.gradient(scaled_extra, shared)
-            shared_grads = [
-                gradients.add(g, r) for g, r in zip(shared_grads, regular)
-            ]
         del tape
-        optimizer.apply(list(shared_grads) + list(other_grads), shared + others)
+        optimizer.apply(grads, shared + others)
         total = ops.sum(weights * weighted) + extra
         return self._finish_step(
             x, y, y_pred, sample_weight, step, total, weights
         )
+
+    def _task_terms(self, step, scale):
+        # Loss-scaled like the total (mixed_float16); from each task's own
+        # scalar: the gradient of a slice of the stacked losses would go
+        # back through every task's loss.
+        return [
+            share * weight * scale
+            for share, weight in zip(step["shares"], self._static_loss_weights)
+        ]
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y_pred = self(x, training=False)
         step = self._loss_terms(y, y_pred, sample_weight)
         weights, total = self._weighted_total(step, training=False)
-        return self._finish_step(
-            x, y, y_pred, sample_weight, step, total, weights
+        logs = self._finish_step(
+            x, y, y_pred, sample_weight, step, total, weights, training=False
         )
+        # Counts of the data seen in training only: no `val_<task>_examples`.
+        examples = {m.name for m in self._example_trackers}
+        return {k: v for k, v in logs.items() if k not in examples}
 
-    def _finish_step(self, x, y, y_pred, sample_weight, step, total, weights):
+    def _finish_step(
+        self, x, y, y_pred, sample_weight, step, total, weights, training=True
+    ):
         """Updates the trackers and metrics; returns the logs."""
         replicas = distribute.num_replicas()
         batch_size = ops.shape(keras.tree.flatten(x)[0])[0]
@@ -526,6 +447,9 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
                 self._task_trackers[num_tasks + i].update_state(
                     weights[i], sample_weight=present[i] / replicas
                 )
+        if training:
+            for i, tracker in enumerate(self._example_trackers):
+                tracker.update_state(step["counts"][i] / replicas)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -561,13 +485,20 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
     ):
         """`keras.Model.fit`, which also tells the weighting about epochs.
 
-        A callback that calls `self.weighting.on_epoch_end()` runs first
+        A callback that calls `self.weighting.on_epoch_end(logs)` runs first
         among the callbacks at each epoch end, so that checkpoints such as
         `BackupAndRestore` see the weighting state of the next epoch.
         Array labels are checked first (string labels, per-task
-        `sample_weight` dicts); the other arguments are those of
+        `sample_weight` dicts). `x` (and `validation_data`) may be a
+        `keras_mtl.data.Mixture`: its dataset is used, with its
+        `steps_per_epoch` unless given. The other arguments are those of
         `keras.Model.fit`.
         """
+        x = self._from_mixture(x, y, kwargs, "steps_per_epoch")
+        if "validation_data" in kwargs:
+            kwargs["validation_data"] = self._from_mixture(
+                kwargs["validation_data"], None, kwargs, "validation_steps"
+            )
         return super().fit(
             x=x,
             y=y,
@@ -582,7 +513,9 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         )
 
     def evaluate(self, x=None, y=None, sample_weight=None, **kwargs):
-        """`keras.Model.evaluate`, with array labels checked as in `fit`."""
+        """`keras.Model.evaluate`, with array labels checked and a
+        `keras_mtl.data.Mixture` accepted as in `fit`."""
+        x = self._from_mixture(x, y, kwargs, "steps")
         return super().evaluate(
             x=x,
             y=y,
@@ -591,6 +524,38 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             ),
             **kwargs,
         )
+
+    def _from_mixture(self, x, y, kwargs, steps):
+        from keras_mtl.data import Mixture
+
+        if not isinstance(x, Mixture):
+            return x
+        if y is not None:
+            raise ValueError(
+                "A keras_mtl.data.Mixture holds its labels: pass `y=None`."
+            )
+        if sorted(x.task_names) != sorted(self.task_names):
+            raise ValueError(
+                f"The mixture labels tasks {x.task_names}; the model has "
+                f"tasks {self.task_names}. Build it with `tasks=model.tasks`."
+            )
+        if x.layout == "homogeneous" and self.weighting.gradients in (
+            "shared",
+            "representation",
+        ):
+            warnings.warn(
+                f"{type(self.weighting).__name__} combines the gradients of "
+                "the tasks present in a batch, but each batch of this "
+                "mixture comes from one source (layout='homogeneous'): where "
+                "a source labels one task there is nothing to combine. Use "
+                "layout='mixed'.",
+                stacklevel=3,
+            )
+        if kwargs.get(steps) is None and x.steps_per_epoch is not None:
+            kwargs[steps] = x.steps_per_epoch
+        if steps == "steps_per_epoch":
+            kwargs.setdefault("shuffle", False)  # the mixture shuffles
+        return x.dataset
 
     def _with_epoch_hook(self, callbacks):
         hook = _WeightingEpochEnd(self.weighting)

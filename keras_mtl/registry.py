@@ -55,7 +55,10 @@ class Registry:
         """Registers a class (usable as a decorator, with or without args).
 
         The class is also registered for Keras serialization under
-        `keras_mtl>ClassName`, so models that use it save and load.
+        `keras_mtl>ClassName`, so models that use it save and load, unless
+        it is registered already (`keras.saving.
+        register_keras_serializable(package="my_package")` applied before,
+        i.e. below, this decorator keeps `my_package>ClassName`).
 
         Args:
             cls: the class. Defaults to `None`: returns a decorator.
@@ -81,9 +84,15 @@ class Registry:
                         f"The {self.kind} name {key!r} is already taken by "
                         f"{owner.__name__}."
                     )
-            keras.saving.register_keras_serializable(package="keras_mtl")(cls)
-            for key in (canonical, *aliases, cls.__name__):
+            registered = keras.saving.get_registered_name(cls)
+            if registered == cls.__name__:  # not registered yet
+                keras.saving.register_keras_serializable(package="keras_mtl")(
+                    cls
+                )
+            for key in (canonical, *aliases):
                 self._classes[key] = cls
+            # The class name answers too, unless another class has it.
+            self._classes.setdefault(cls.__name__, cls)
             if canonical not in self._canonical:
                 self._canonical.append(canonical)
             return cls

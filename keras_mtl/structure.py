@@ -109,3 +109,23 @@ def representation_split(model, layer_name, shared_variables):
     if layer_name is None:
         return None
     return _cuts(model, model.get_layer(layer_name).output, shared_variables)
+
+
+class ModelStructure:
+    """A model's variable split and trunk/heads split, found once.
+
+    A plain object, so that Keras does not track its variables and
+    sub-models again.
+
+    Args:
+        model: the multi-task model.
+        representation: the layer name of the shared representation,
+            `None`, or `"auto"` (found from the graph).
+    """
+
+    def __init__(self, model, representation):
+        self.shared, self.own = split_variables(model)
+        if representation == "auto":
+            representation = find_representation(model, self.shared)
+        self.representation = representation
+        self.split = representation_split(model, representation, self.shared)

@@ -52,12 +52,17 @@ def _fit(model, x, y, epochs=2):
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_one_task_never_labelled(name):
+def test_absent_tasks_and_batches_with_one_task(name):
+    # Task `binary` is never labelled; of the three batches, the first has
+    # `reg` and `multi`, the second only `reg`, the third only `multi`.
     x, y = testing.tiny_data(n=48)
+    y = _without(y, ["binary"])
+    y["multi"][16:32] = -1
+    y["reg"][32:] = np.nan
     model = testing.tiny_model(weighting=_make(name))
     head = [v.numpy().copy() for v in model.task_variables["binary"]]
     trunk = [v.numpy().copy() for v in model.shared_variables]
-    history = _fit(model, x, _without(y, ["binary"]))
+    history = _fit(model, x, y)
     for v in model.trainable_variables + model.weighting.variables:
         assert np.all(np.isfinite(v.numpy())), (name, v.path)
     # Its head gets no gradient; the shared layers do move.
@@ -70,10 +75,15 @@ def test_one_task_never_labelled(name):
     assert moved > 1e-3, (name, moved)
     assert np.isfinite(history["loss"]).all(), history["loss"]
     assert history["binary_loss"] == [0.0, 0.0]
+    assert min(history["reg_loss"]) > 0 and min(history["multi_loss"]) > 0
     if model.weighting.log_weights:
         # Never present: its weight is never logged, the mean of nothing.
         assert history["binary_weight"] == [0.0, 0.0]
         assert all(w > 0 for w in history["reg_weight"]), history
+    # Each task's logged loss is its mean over its own labelled examples.
+    only_reg = {k: v[16:32] for k, v in y.items()}
+    logs = model.evaluate(x[16:32], only_reg, verbose=0, return_dict=True)
+    assert logs["multi_loss"] == 0.0 and logs["reg_loss"] > 0.0
 
 
 @pytest.mark.parametrize("name", METHODS)
@@ -174,25 +184,6 @@ def test_one_present_task_gets_weight_one(name):
         np.array([False, False, False]),
     )
     testing.assert_allclose(none, [0.0, 0.0, 0.0], atol=0)
-
-
-@pytest.mark.parametrize("name", METHODS)
-def test_batches_with_a_single_task_present(name):
-    # Batches alternate: only `reg` labelled, then only `multi`.
-    x, y = testing.tiny_data(n=32)
-    y_reg = _without(y, ["binary", "multi"])
-    y_multi = _without(y, ["reg", "binary"])
-    mixed = {k: np.concatenate([y_reg[k][:16], y_multi[k][16:]]) for k in y}
-    model = testing.tiny_model(weighting=_make(name))
-    history = _fit(model, x, mixed)
-    for v in model.trainable_variables + model.weighting.variables:
-        assert np.all(np.isfinite(v.numpy())), (name, v.path)
-    assert np.isfinite(history["loss"]).all()
-    assert history["reg_loss"][-1] > 0 and history["multi_loss"][-1] > 0
-    # Each task's logged loss is its mean over its own labelled examples.
-    first = {k: v[:16] for k, v in y_reg.items()}
-    logs = model.evaluate(x[:16], first, verbose=0, return_dict=True)
-    assert logs["multi_loss"] == 0.0 and logs["reg_loss"] > 0.0
 
 
 def test_uncertainty_does_not_raise_an_unlabelled_tasks_weight():

@@ -66,7 +66,10 @@ def test_history_has_task_losses_and_metrics():
         "multi_accuracy",
     }
     expected |= {f"val_{k}" for k in expected}
+    # Counts of the labelled examples trained on: training only.
+    expected |= {"reg_examples", "binary_examples", "multi_examples"}
     assert set(history.history) == expected
+    assert history.history["reg_examples"] == [64.0, 64.0]
     assert history.history["loss"][1] < history.history["loss"][0]
 
 
@@ -91,20 +94,59 @@ def test_compile_arguments_override_tasks():
         model.compile(optimizer="sgd", loss={"nope": "mse"})
 
 
+def _dense(layer, x):
+    kernel, bias = (v.numpy() for v in layer.weights)
+    return x @ kernel + bias
+
+
 def test_dict_inputs_and_layer_trunk():
     inputs = {
-        "a": keras.Input((3,), name="a"),
         "b": keras.Input((2, 2), name="b"),
+        "a": keras.Input((3,), name="a"),
     }
-    trunk = keras.Sequential([keras.layers.Dense(5, activation="relu")])
     model = keras_mtl.build_mtl_model(
         inputs, [keras_mtl.Task("t1"), keras_mtl.Task("t2")], trunk=[6]
     )
-    data = {"a": np.ones((4, 3), "float32"), "b": np.ones((4, 2, 2), "float32")}
-    assert model.predict(data, verbose=0)["t1"].shape == (4, 1)
+    model.compile(optimizer="sgd")
+    rng = np.random.default_rng(0)
+    data = {
+        "a": rng.normal(size=(4, 3)).astype("float32"),
+        "b": rng.normal(size=(4, 2, 2)).astype("float32"),
+    }
+    pred = model.predict(data, verbose=0)
+    # By hand: the inputs flattened and concatenated in key order (a, b),
+    # the ReLU trunk, then each linear head.
+    merged = np.concatenate([data["a"], data["b"].reshape(4, 4)], axis=1)
+    hidden = np.maximum(_dense(model.get_layer("trunk_dense_0"), merged), 0)
+    for name in ("t1", "t2"):
+        expected = _dense(model.get_layer(name), hidden)
+        testing.assert_allclose(pred[name], expected, atol=1e-5, msg=name)
+    assert not np.allclose(pred["t1"], pred["t2"], atol=1e-3)
+    # The same dict in another order gives the same outputs; so does a
+    # training-path loss on them.
+    swapped = model.predict({"b": data["b"], "a": data["a"]}, verbose=0)
+    testing.assert_allclose(swapped["t1"], pred["t1"], atol=0)
+    y = {"t1": np.ones((4, 1), "float32"), "t2": np.zeros((4, 1), "float32")}
+    logs = model.evaluate(data, y, return_dict=True, verbose=0)
+    assert logs["t1_loss"] == pytest.approx(
+        np.mean((pred["t1"] - 1.0) ** 2), rel=1e-5
+    )
+    assert logs["t2_loss"] == pytest.approx(np.mean(pred["t2"] ** 2), rel=1e-5)
+
+    trunk = keras.Sequential([keras.layers.Dense(5, activation="relu")])
     flat = keras.Input((4,), name="flat")
-    model = keras_mtl.build_mtl_model(flat, [keras_mtl.Task("t1")], trunk=trunk)
+    tasks = [keras_mtl.Task("t1"), keras_mtl.Task("t2", units=2)]
+    model = keras_mtl.build_mtl_model(flat, tasks, trunk=trunk)
     assert trunk in model.layers
+    assert [v.path for v in model.shared_variables] == [
+        v.path for v in trunk.weights
+    ]
+    x = data["b"].reshape(4, 4)
+    hidden = np.maximum(_dense(trunk.layers[0], x), 0)
+    pred = model.predict(x, verbose=0)
+    for name in ("t1", "t2"):
+        expected = _dense(model.get_layer(name), hidden)
+        testing.assert_allclose(pred[name], expected, atol=1e-5, msg=name)
 
 
 def test_missing_labels_count_for_nothing():
@@ -328,6 +370,7 @@ def test_single_task_logs_keep_the_task_prefix():
         "loss",
         "only_loss",
         "only_mae",
+        "only_examples",
         "val_loss",
         "val_only_loss",
         "val_only_mae",

@@ -6,6 +6,9 @@ from keras_mtl.registry import Registry
 from keras_mtl.weighting.aligned_mtl import AlignedMTL
 from keras_mtl.weighting.base import Weighting
 from keras_mtl.weighting.cagrad import CAGrad
+from keras_mtl.weighting.dynamic_task_prioritization import (
+    DynamicTaskPrioritization,
+)
 from keras_mtl.weighting.dynamic_weight_average import DynamicWeightAverage
 from keras_mtl.weighting.equal import EqualWeighting
 from keras_mtl.weighting.famo import FAMO
@@ -13,6 +16,7 @@ from keras_mtl.weighting.fixed import FixedWeighting
 from keras_mtl.weighting.grad_norm import GradNorm
 from keras_mtl.weighting.gradient_base import GradientWeighting
 from keras_mtl.weighting.imtl_g import IMTLG
+from keras_mtl.weighting.loss_balanced import LossBalanced
 from keras_mtl.weighting.mgda import MGDA
 from keras_mtl.weighting.nash_mtl import NashMTL
 from keras_mtl.weighting.pcgrad import PCGrad
@@ -22,6 +26,7 @@ from keras_mtl.weighting.uncertainty import UncertaintyWeighting
 __all__ = [
     "AlignedMTL",
     "CAGrad",
+    "DynamicTaskPrioritization",
     "DynamicWeightAverage",
     "EqualWeighting",
     "FAMO",
@@ -29,6 +34,7 @@ __all__ = [
     "GradNorm",
     "GradientWeighting",
     "IMTLG",
+    "LossBalanced",
     "MGDA",
     "NashMTL",
     "PCGrad",
@@ -62,6 +68,8 @@ register(CAGrad, name="cagrad")
 register(IMTLG, name="imtl_g")
 register(NashMTL)
 register(AlignedMTL)
+register(LossBalanced, aliases=["lbtw", "loss_balanced_task_weighting"])
+register(DynamicTaskPrioritization, aliases=["dtp"])
 # Every name, alias and class name, kept in sync with `register`.
 ALL_OBJECTS_DICT = registry.as_dict()
 

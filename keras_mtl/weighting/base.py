@@ -20,9 +20,10 @@ class Weighting(keras.layers.Layer):
       own, added to the objective (uncertainty weighting's `sum_i s_i`).
     - `after_step(task_losses, present, task_gradients, new_task_losses)`:
       runs after the optimizer's update (GradNorm, FAMO).
-    - `on_epoch_end()`: `MTLModel.fit` calls it after each training epoch
-      (after validation, before the user's callbacks, so that
-      `BackupAndRestore` saves the state of the new epoch).
+    - `on_epoch_end(logs)`: `MTLModel.fit` calls it after each training
+      epoch with the epoch's logs (validation included), before the user's
+      callbacks, so that `BackupAndRestore` saves the state of the new
+      epoch.
 
     The model minimises `sum_i w_i L_i + regularization_loss + model.losses`.
 
@@ -145,8 +146,14 @@ class Weighting(keras.layers.Layer):
                 losses of the updated model on the same batch; else `None`.
         """
 
-    def on_epoch_end(self):
-        """Called by `MTLModel.fit` at the end of each training epoch."""
+    def on_epoch_end(self, logs=None):
+        """Called by `MTLModel.fit` at the end of each training epoch.
+
+        Args:
+            logs: dict, the epoch's logs as Keras callbacks get them
+                (`<task>_<metric>`, and `val_<task>_<metric>` with
+                validation data).
+        """
 
     def weights_for(self, task_losses, present, training=False):
         """`compute_weights` on stopped losses, zero for absent tasks."""

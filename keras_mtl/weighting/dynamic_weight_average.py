@@ -101,7 +101,7 @@ class DynamicWeightAverage(Weighting):
         warm = ops.greater_equal(self.epochs_seen, 2)
         return ops.where(warm, weights, ops.ones_like(weights))
 
-    def on_epoch_end(self):
+    def on_epoch_end(self, logs=None):
         steps = self.epoch_steps.numpy()
         if not steps.any():
             return

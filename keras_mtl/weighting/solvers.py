@@ -157,7 +157,9 @@ def minimize_on_simplex(
 
     A step is taken only if it decreases the objective by the sufficient
     decrease condition; otherwise the step size is halved. Accepted steps
-    grow the step size by 1.5.
+    grow the step size by 1.5, up to 1e3: at a vertex optimum every step is
+    accepted, and an unbounded step size would lose the weights to rounding
+    (float32 keeps 7 digits) and leave the simplex.
 
     Args:
         value_and_gradient: callable `w -> (value, gradient)`.
@@ -186,7 +188,7 @@ def minimize_on_simplex(
             iteration + 1,
             tf.where(accept, candidate, weights),
             tf.where(accept, new_value, value),
-            tf.where(accept, size * 1.5, size * 0.5),
+            tf.where(accept, tf.minimum(size * 1.5, 1e3), size * 0.5),
         )
 
     _, weights, _, _ = tf.while_loop(
