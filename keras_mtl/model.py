@@ -49,14 +49,16 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
     weights (and the per-task gradients the method asks for), the loss
     scale of mixed precision, the optimizer's update, then the method's
     `after_step`, trackers and metrics. A task with no label in a batch
-    sits out: weight 0, and its method state does not move.
+    sits out: weight 0, and its method state does not move. A model of one
+    task trains plainly whatever the method (there is nothing to combine).
 
     Logs hold `loss` (the total), `<task>_loss` (each task's unweighted
     loss, the mean over its labelled examples of the epoch),
-    `<task>_<metric>`, `<task>_weight` for weighting methods that change
-    the weights (the mean over the steps in which the task had labels), and
-    in training `<task>_examples`, the number of labelled examples of the
-    task the epoch delivered (of loss elements, for sequence outputs).
+    `<task>_<metric>`, and in training only `<task>_weight` for weighting
+    methods that change the weights (the mean over the steps in which the
+    task had labels) and `<task>_examples`, the number of labelled examples
+    of the task the epoch delivered (of loss elements, for sequence
+    outputs).
 
     Labels are a dict `{task: y}` with every task. Missing labels (NaN, or
     the task's `missing_label`) count for nothing in loss and metrics.
@@ -309,13 +311,15 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         method = self.weighting
-        if method.gradients in ("shared", "representation"):
+        # One task: nothing to combine or balance, train it plainly.
+        needs = method.gradients if len(self._tasks) > 1 else None
+        if needs in ("shared", "representation"):
             return self._gradient_step(x, y, sample_weight)
         # Loss-level methods, and the after-step hook's needs.
         optimizer = self.optimizer
         scale = ops.cast(optimizer.scale_loss(1.0), "float32")
         kernel = None
-        if method.gradients == "kernel":
+        if needs == "kernel":
             kernel = method.gradient_variable(self)
         with tf.GradientTape(persistent=kernel is not None) as tape:
             y_pred = self(x, training=True)
@@ -337,12 +341,13 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         if method.losses_after_step:
             after = self._loss_terms(y, self(x, training=True), sample_weight)
             new_task_losses = after["task_losses"]
-        method.after_step(
-            step["task_losses"],
-            step["present"],
-            task_gradients,
-            new_task_losses,
-        )
+        if needs == method.gradients:
+            method.after_step(
+                step["task_losses"],
+                step["present"],
+                task_gradients,
+                new_task_losses,
+            )
         return self._finish_step(
             x, y, y_pred, sample_weight, step, total, weights
         )
@@ -420,9 +425,12 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         logs = self._finish_step(
             x, y, y_pred, sample_weight, step, total, weights, training=False
         )
-        # Counts of the data seen in training only: no `val_<task>_examples`.
-        examples = {m.name for m in self._example_trackers}
-        return {k: v for k, v in logs.items() if k not in examples}
+        # Training quantities only: no `val_<task>_examples`, and no
+        # `val_<task>_weight` (the weights do not change in evaluation).
+        training_only = {m.name for m in self._example_trackers}
+        if self.weighting.log_weights:
+            training_only |= {f"{n}_weight" for n in self.task_names}
+        return {k: v for k, v in logs.items() if k not in training_only}
 
     def _finish_step(
         self, x, y, y_pred, sample_weight, step, total, weights, training=True

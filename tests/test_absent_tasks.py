@@ -243,3 +243,27 @@ def test_presence_is_decided_on_the_global_batch():
             single["binary_loss"], double["binary_loss"], rtol=1e-5
         )
         assert min(double["binary_weight"]) > 0, (name, double)
+
+
+def test_a_one_task_model_trains_plainly_with_every_gradient_method():
+    # One task: nothing to combine, so the step is the plain one (it used
+    # to raise "needs shared variables", breaking single-task baselines).
+    x, y = testing.tiny_data(n=32)
+    tasks = [keras_mtl.Task("reg", loss="mse")]
+
+    def train(weighting):
+        keras.utils.set_random_seed(4)
+        model = keras_mtl.build_mtl_model(
+            keras.Input((x.shape[1],)), tasks, trunk=[4], weighting=weighting
+        )
+        model.compile(optimizer=keras.optimizers.SGD(0.05))
+        history = _fit(model, x, {"reg": y["reg"]}, epochs=1)
+        return [v.numpy() for v in model.trainable_variables], history
+
+    expected, _ = train("equal")
+    for name in [*GRADIENT_METHODS, "grad_norm"]:
+        weights, history = train(_make(name))
+        for a, b in zip(weights, expected):
+            testing.assert_allclose(a, b, atol=1e-6, rtol=1e-6, msg=name)
+        if "reg_weight" in history:
+            assert history["reg_weight"] == [1.0], (name, history)

@@ -68,8 +68,8 @@ def test_fit_uses_epoch_averages_of_the_logged_losses():
         expected = _dwa_weights(losses[epoch - 1], losses[epoch - 2])
         testing.assert_allclose(weights[epoch], expected, atol=1e-5)
     assert not np.allclose(weights[3], 1.0, atol=1e-3)
-    val = np.array([history[f"val_{t}_weight"] for t in tasks]).T
-    testing.assert_allclose(val, weights, atol=1e-6)
+    # The weights are a training quantity: not logged for validation.
+    assert not any(f"val_{t}_weight" in history for t in tasks)
     assert int(model.weighting.epochs_seen.numpy()) == 4
 
 

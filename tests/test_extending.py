@@ -472,7 +472,18 @@ def test_every_method_has_a_scale_check():
     assert sorted(SCALE_CHECKS) == sorted(METHODS)
 
 
-@pytest.mark.parametrize("name", METHODS)
+# The gradient-level rows but MGDA's trace a per-task-gradient step each
+# (4 s): they run with -m slow; MGDA's and every loss-level row by default.
+SLOW_SCALE_CHECKS = ("pcgrad", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in SLOW_SCALE_CHECKS else n
+        for n in METHODS
+    ],
+)
 def test_weight_scale(name):
     steps = train_steps(name)
     for step in steps:

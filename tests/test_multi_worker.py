@@ -29,6 +29,28 @@ for name in WEIGHTINGS:
         "weights": [v.numpy().tolist() for v in model.trainable_variables],
         "loss": history.history["loss"],
     }
+if MIXTURE:
+    # Two per-task sources, every example once per epoch: sharded over the
+    # workers, the global batches hold each example once.
+    import keras_mtl
+    tasks = testing.tiny_tasks()
+    sources = []
+    for name, size in (("reg", 48), ("binary", 8), ("multi", 24)):
+        labels = {k: v[:size] for k, v in y.items() if k == name}
+        dataset = tf.data.Dataset.from_tensor_slices((x[:size], labels))
+        sources.append(keras_mtl.data.Source(dataset, name=name))
+    mixture = keras_mtl.data.mix(
+        sources, tasks, batch_size=16, exhaustion="once", seed=4
+    )
+    with strategy.scope():
+        model = testing.tiny_model()
+        model.compile(optimizer=keras.optimizers.SGD(0.1))
+    history = model.fit(mixture, epochs=2, verbose=0).history
+    report["mixture"] = {
+        "weights": [v.numpy().tolist() for v in model.trainable_variables],
+        "examples": [history[f"{t.name}_examples"] for t in tasks],
+        "loss": history["loss"],
+    }
 print(json.dumps(report))
 """
 
@@ -42,8 +64,8 @@ def _single_process(name):
     return model.trainable_variables, history.history["loss"]
 
 
-def _check(names):
-    code = f"WEIGHTINGS = {names!r}\n" + WORKER
+def _check(names, mixture=False):
+    code = f"WEIGHTINGS = {names!r}\nMIXTURE = {mixture}\n" + WORKER
     reports = [
         json.loads(out.strip().splitlines()[-1])
         for out in testing.run_multi_worker(code, num_workers=2)
@@ -56,10 +78,18 @@ def _check(names):
             testing.assert_allclose(a, c, atol=1e-6, rtol=1e-5, msg=name)
         # Logs are averaged over workers: the loss of the global batches.
         np.testing.assert_allclose(first["loss"], loss, rtol=1e-5)
+    return reports
 
 
 def test_two_workers_match_one_process():
-    _check(["pcgrad"])
+    reports = _check(["pcgrad"], mixture=True)
+    first, second = (r["mixture"] for r in reports)
+    for a, b in zip(first["weights"], second["weights"]):
+        testing.assert_allclose(a, b, atol=0, rtol=0, msg="mixture")
+    # Each source's examples once per epoch in the global batches: the
+    # workers read disjoint shards.
+    assert first["examples"] == [[48.0, 48.0], [8.0, 8.0], [24.0, 24.0]]
+    assert np.isfinite(first["loss"]).all()
 
 
 @pytest.mark.slow

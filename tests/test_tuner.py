@@ -426,10 +426,16 @@ def test_search_spaces_are_declared_by_each_class():
     "tuner_cls, tuner_kwargs",
     [
         (kt.RandomSearch, {"max_trials": 2}),
-        (kt.BayesianOptimization, {"max_trials": 2, "num_initial_points": 1}),
-        (
+        # The other two tuners run the same objective: with -m slow.
+        pytest.param(
+            kt.BayesianOptimization,
+            {"max_trials": 2, "num_initial_points": 1},
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
             kt.Hyperband,
             {"max_epochs": 2, "factor": 3, "hyperband_iterations": 1},
+            marks=pytest.mark.slow,
         ),
     ],
     ids=["random", "bayesian", "hyperband"],

@@ -1,5 +1,7 @@
 """Builds the sub-networks (towers, experts) that sharing layers hold."""
 
+import zlib
+
 import keras
 from keras import ops
 
@@ -78,11 +80,49 @@ def plain_config(config):
     return config
 
 
+def clone_seed(seed, name):
+    """The seed of clone `name` of something seeded with `seed`.
+
+    Deterministic (the same seed and name give the same seed in every
+    process) and different for the clones of one layer, whose names
+    differ.
+    """
+    return (seed * 1_000_003 + zlib.crc32(name.encode("utf-8"))) % (2**31 - 1)
+
+
+def reseed_config(config, name):
+    """A copy of a serialized config with every int `seed` made `name`'s.
+
+    Covers the seeds of initializers, of random layers (`Dropout`) and of
+    nested layers (`Sequential` towers); `None` seeds stay `None`.
+    """
+    if isinstance(config, dict):
+        return {
+            k: (
+                clone_seed(v, name)
+                if k == "seed"
+                and isinstance(v, int)
+                and not isinstance(v, bool)
+                else reseed_config(v, name)
+            )
+            for k, v in config.items()
+        }
+    if isinstance(config, (list, tuple)):
+        return type(config)(reseed_config(v, name) for v in config)
+    return config
+
+
 def clone_layer(layer, name):
-    """A fresh, unbuilt copy of `layer` (a layer or its config) named `name`."""
+    """A fresh, unbuilt copy of `layer` (a layer or its config) named `name`.
+
+    A seeded initializer (or random layer) would make every clone start
+    from the same weights, so each clone gets seeds of its own, derived
+    from the original seeds and `name` (see `clone_seed`): a seeded model
+    stays reproducible and its experts or towers still differ.
+    """
     if isinstance(layer, keras.layers.Layer):
         layer = keras.layers.serialize(layer)
-    config = plain_config(layer)
+    config = reseed_config(plain_config(layer), name)
     config["config"] = dict(config["config"], name=name)
     return keras.layers.deserialize(config)
 

@@ -108,6 +108,14 @@ def get(identifier):
         return deserialize(identifier)
     if isinstance(identifier, str):
         return registry[identifier]()
+    if isinstance(identifier, dict):
+        raise TypeError(
+            "`sharing` must be a name, an instance or a config dict from "
+            "`keras_mtl.sharing.serialize` (with 'class_name' and 'config'). "
+            "To set a scheme's arguments, pass an instance, such as "
+            "`keras_mtl.sharing.MMoESharing(num_experts=8)`. "
+            f"Received: sharing={identifier!r}"
+        )
     raise TypeError(
         "`sharing` must be a name, a config dict or a "
         f"keras_mtl.sharing.Sharing. Received: sharing={identifier!r}"

@@ -18,18 +18,27 @@ def expert_spec(trunk, scheme):
 class MMoESharing(Sharing):
     """Multi-gate mixture of experts between the inputs and the heads.
 
-    Builds `num_experts` experts from the trunk spec (a ReLU MLP of those
-    sizes, or clones of the layer) in one `keras_mtl.layers.MMoE` layer
-    named `mmoe`, with one softmax gate per task. The inputs are merged into
-    one vector first if they are a dict or list. The gates can be read with
+    Builds `num_experts` experts in one `keras_mtl.layers.MMoE` layer named
+    `mmoe`, with one softmax gate per task. The trunk spec is *each
+    expert*, not the whole shared network: `trunk=[128]` makes every expert
+    a ReLU `Dense(128)` (a layer trunk is cloned per expert, each clone
+    with fresh weights and seeds of its own), so the experts hold
+    `num_experts` times the parameters of the same trunk under
+    `sharing="hard"`. `sharing="mmoe"` is `MMoESharing()`: 4 experts; pass
+    an instance to choose. The inputs are merged into one vector first if
+    they are a dict or list. The gates can be read with
     `keras_mtl.sharing.gate_model(model)`.
 
     Args:
-        num_experts: int >= 1. Number of experts. Defaults to `4`.
+        num_experts: int >= 1. Number of experts, each built from the
+            trunk spec. Defaults to `4`.
 
     Example:
 
     ```python
+    inputs = keras.Input((32,))
+    tasks = [keras_mtl.Task("a", loss="mse"), keras_mtl.Task("b", loss="mse")]
+    # 8 experts, each a Dense(16): 8 * (32 * 16 + 16) expert parameters.
     model = keras_mtl.build_mtl_model(
         inputs, tasks, trunk=[16],
         sharing=keras_mtl.sharing.MMoESharing(num_experts=8))

@@ -9,12 +9,16 @@ class PLESharing(Sharing):
     """Progressive layered extraction: stacked CGC levels of experts.
 
     Each of the `num_levels` levels is a `keras_mtl.layers.CGC` named
-    `cgc_{level}`, whose experts are built from the trunk spec (a ReLU MLP
-    of those sizes, or clones of the layer): `num_task_experts` per task
-    and `num_shared_experts` shared. Lower levels also pass a shared output
-    up, gated over all their experts. `num_levels=1` is CGC alone. The
-    inputs are merged into one vector first if they are a dict or list.
-    The gates can be read with `keras_mtl.sharing.gate_model(model)`.
+    `cgc_{level}`, with `num_task_experts` experts per task and
+    `num_shared_experts` shared ones. The trunk spec is *each expert*:
+    `trunk=[128]` makes every expert, at every level, a ReLU `Dense(128)`
+    (a layer trunk is cloned per expert, each clone with fresh weights and
+    seeds of its own). `sharing="ple"` is `PLESharing()`: 2 levels of one
+    expert per task and one shared expert, so `T + 1` experts per level for
+    `T` tasks; pass an instance to choose. Lower levels also pass a shared
+    output up, gated over all their experts. `num_levels=1` is CGC
+    alone. The inputs are merged into one vector first if they are a dict
+    or list. The gates can be read with `keras_mtl.sharing.gate_model(model)`.
 
     Args:
         num_levels: int >= 1. Number of CGC levels. Defaults to `2`.
@@ -26,6 +30,8 @@ class PLESharing(Sharing):
     Example:
 
     ```python
+    inputs = keras.Input((32,))
+    tasks = [keras_mtl.Task("a", loss="mse"), keras_mtl.Task("b", loss="mse")]
     model = keras_mtl.build_mtl_model(
         inputs, tasks, trunk=[32],
         sharing=keras_mtl.sharing.PLESharing(
