@@ -1,5 +1,6 @@
 """Labels of a multi-task batch: their structure, and per-task losses."""
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -134,3 +135,24 @@ def loss_terms(tasks, loss_fns, static_weights, y, y_pred, sample_weight):
         counts=counts,
         present=ops.greater(counts, 0.0),
     )
+
+
+class TaskSums(keras.metrics.Metric):
+    """Per-task running sums in one `(T,)` variable (one update per step,
+    not T); its result is `{<task>_<suffix>: sum}`."""
+
+    def __init__(self, names, suffix, **kwargs):
+        super().__init__(name=f"task_{suffix}", **kwargs)
+        self.keys = [f"{n}_{suffix}" for n in names]
+        self.totals = self.add_variable(
+            shape=(len(names),), initializer="zeros", name="totals"
+        )
+
+    def update_state(self, values):
+        self.totals.assign_add(ops.cast(values, self.dtype))
+
+    def result(self):
+        return {key: self.totals[i] for i, key in enumerate(self.keys)}
+
+    def reset_state(self):
+        self.totals.assign(ops.zeros_like(self.totals))

@@ -145,9 +145,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         if weighting.log_weights:
             trackers += [keras.metrics.Mean(name=f"{n}_weight") for n in names]
         self._task_trackers = trackers
-        self._example_trackers = [
-            keras.metrics.Sum(name=f"{n}_examples") for n in names
-        ]
+        self._example_counts = labels.TaskSums(names, "examples")
 
     @property
     def tasks(self):
@@ -196,7 +194,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         own = [
             self._total_tracker,
             *self._task_trackers,
-            *self._example_trackers,
+            self._example_counts,
         ]
         rest = [
             m
@@ -427,7 +425,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         )
         # Training quantities only: no `val_<task>_examples`, and no
         # `val_<task>_weight` (the weights do not change in evaluation).
-        training_only = {m.name for m in self._example_trackers}
+        training_only = set(self._example_counts.keys)
         if self.weighting.log_weights:
             training_only |= {f"{n}_weight" for n in self.task_names}
         return {k: v for k, v in logs.items() if k not in training_only}
@@ -456,8 +454,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
                     weights[i], sample_weight=present[i] / replicas
                 )
         if training:
-            for i, tracker in enumerate(self._example_trackers):
-                tracker.update_state(step["counts"][i] / replicas)
+            self._example_counts.update_state(step["counts"] / replicas)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -474,7 +471,9 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         results = {}
         for metric in self.metrics:
             result = metric.result()
-            if isinstance(result, dict):
+            if metric is self._example_counts:
+                results.update(result)
+            elif isinstance(result, dict):
                 results.update({prefix + k: v for k, v in result.items()})
             else:
                 results[metric.name] = result
