@@ -46,6 +46,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
+import multi_mnist  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from multi_mnist import format_table  # noqa: E402
@@ -131,37 +132,12 @@ def build_model(tasks=TASKS, learning_rate=1e-3):
     Every task marks its missing labels with -1: the mixture fills them in
     for the examples of the other task's source.
     """
-    inputs = keras.Input((28, 28, 1), name="image")
-    trunk = keras.Sequential(
-        [
-            keras.layers.Conv2D(10, 5, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(20, 5, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(50, activation="relu"),
-        ],
-        name="lenet",
-    )
-    model = keras_mtl.build_mtl_model(
-        inputs,
-        [
-            keras_mtl.Task(
-                name,
-                loss="sparse_categorical_crossentropy",
-                metrics=["accuracy"],
-                units=10,
-                activation="softmax",
-                head=[50],
-                missing_label=-1,
-            )
-            for name in tasks
-        ],
-        trunk=trunk,
+    return multi_mnist.build_model(
+        learning_rate=learning_rate,
+        tasks=tasks,
+        missing_label=-1,
         name="multi_dataset",
     )
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
-    return model
 
 
 def make_mixture(method, sources, tasks, args, steps_per_epoch):

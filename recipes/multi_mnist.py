@@ -30,8 +30,17 @@ import keras_mtl  # noqa: E402
 TASKS = ("left", "right")
 
 
-def build_model(weighting="equal", learning_rate=1e-3, tasks=TASKS):
-    """The MultiMNIST model of the MGDA paper, compiled with Adam."""
+def build_model(
+    weighting="equal",
+    learning_rate=1e-3,
+    tasks=TASKS,
+    missing_label=None,
+    name="multi_mnist",
+):
+    """The MultiMNIST model of the MGDA paper, compiled with Adam.
+
+    `missing_label` is each task's marker of a missing label (`None`: only
+    NaN would be, and class ids cannot be NaN)."""
     inputs = keras.Input((28, 28, 1), name="image")
     trunk = keras.Sequential(
         [
@@ -48,18 +57,19 @@ def build_model(weighting="equal", learning_rate=1e-3, tasks=TASKS):
         inputs,
         [
             keras_mtl.Task(
-                name,
+                task,
                 loss="sparse_categorical_crossentropy",
                 metrics=["accuracy"],
                 units=10,
                 activation="softmax",
                 head=[50],
+                missing_label=missing_label,
             )
-            for name in tasks
+            for task in tasks
         ],
         trunk=trunk,
         weighting=weighting,
-        name="multi_mnist",
+        name=name,
     )
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     return model
