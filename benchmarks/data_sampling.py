@@ -25,6 +25,7 @@ alone yields batches, without a model.
 
 import argparse
 import os
+import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -35,41 +36,20 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _timing import StepTimer  # noqa: E402
 
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "recipes")
+)
+import multi_mnist  # noqa: E402
+
 import keras_mtl  # noqa: E402
 
 TASKS = ("left", "right")
-LOSS = "sparse_categorical_crossentropy"
 
 
 def build():
-    """The demo's MultiMNIST LeNet, one softmax head per digit."""
-    inputs = keras.Input((28, 28, 1), name="image")
-    trunk = keras.Sequential(
-        [
-            keras.layers.Conv2D(10, 5, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(20, 5, activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(50, activation="relu"),
-        ],
-        name="lenet",
-    )
-    tasks = [
-        keras_mtl.Task(
-            name,
-            loss=LOSS,
-            metrics=["accuracy"],
-            units=10,
-            activation="softmax",
-            head=[50],
-            missing_label=-1,
-        )
-        for name in TASKS
-    ]
-    model = keras_mtl.build_mtl_model(inputs, tasks, trunk=trunk)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    return model
+    """The demo's MultiMNIST LeNet, one softmax head per digit, each task
+    marking a missing label with -1 (what the mixture fills in)."""
+    return multi_mnist.build_model(missing_label=-1)
 
 
 def make_mixture(batch_size, layout, seed=0):
