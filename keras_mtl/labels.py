@@ -106,11 +106,14 @@ def task_losses(tasks, loss_fns, y, y_pred, sample_weight=None):
     )
     local = ops.stack([ops.sum(masks[t.name]) for t in tasks])
     counts = distribute.all_reduce_sum(local)
+    # One unstack, not T slices: every op counts in a step of small ones.
     losses = [
         masking.masked_task_loss(
-            loss_fn, labels[t.name], y_pred[t.name], weights[t.name], counts[i]
+            loss_fn, labels[t.name], y_pred[t.name], weights[t.name], count
         )
-        for i, (t, loss_fn) in enumerate(zip(tasks, loss_fns))
+        for t, loss_fn, count in zip(
+            tasks, loss_fns, ops.unstack(counts, len(tasks))
+        )
     ]
     return losses, counts
 
@@ -152,7 +155,41 @@ class TaskSums(keras.metrics.Metric):
         self.totals.assign_add(ops.cast(values, self.dtype))
 
     def result(self):
-        return {key: self.totals[i] for i, key in enumerate(self.keys)}
+        return dict(zip(self.keys, ops.unstack(self.totals, len(self.keys))))
 
     def reset_state(self):
         self.totals.assign(ops.zeros_like(self.totals))
+
+
+class TaskMeans(TaskSums):
+    """Per-task weighted means in two `(T,)` variables (one update per
+    step, not T); its result is `{<task>_<suffix>: mean}`, 0 for a task
+    whose weights summed to 0 (as `keras.metrics.Mean`), and with
+    `count_suffix` also `{<task>_<count_suffix>: sum of weights}`."""
+
+    def __init__(self, names, suffix, count_suffix=None, **kwargs):
+        super().__init__(names, suffix, **kwargs)
+        self.count_keys = [f"{n}_{count_suffix}" for n in names]
+        if count_suffix is None:
+            self.count_keys = []
+        self.counts = self.add_variable(
+            shape=(len(names),), initializer="zeros", name="counts"
+        )
+
+    def update_state(self, values, sample_weight):
+        sample_weight = ops.cast(sample_weight, self.dtype)
+        super().update_state(ops.cast(values, self.dtype) * sample_weight)
+        self.counts.assign_add(sample_weight)
+
+    def result(self):
+        num_tasks = len(self.keys)
+        means = ops.divide_no_nan(self.totals, self.counts)
+        results = dict(zip(self.keys, ops.unstack(means, num_tasks)))
+        if self.count_keys:
+            counts = ops.unstack(self.counts, num_tasks)
+            results.update(zip(self.count_keys, counts))
+        return results
+
+    def reset_state(self):
+        super().reset_state()
+        self.counts.assign(ops.zeros_like(self.counts))

@@ -141,11 +141,14 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         self._static_loss_weights = None
         self._compile_arguments = None
         self._total_tracker = keras.metrics.Mean(name="loss")
-        trackers = [keras.metrics.Mean(name=f"{n}_loss") for n in names]
+        # One (T,) tracker per quantity, not T `Mean`s: their per-step
+        # updates are a cost that grows with T. The labelled counts that
+        # weight each task's loss are its `<task>_examples`.
+        self._task_trackers = [
+            labels.TaskMeans(names, "loss", count_suffix="examples")
+        ]
         if weighting.log_weights:
-            trackers += [keras.metrics.Mean(name=f"{n}_weight") for n in names]
-        self._task_trackers = trackers
-        self._example_counts = labels.TaskSums(names, "examples")
+            self._task_trackers.append(labels.TaskMeans(names, "weight"))
 
     @property
     def tasks(self):
@@ -191,11 +194,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
     @property
     def metrics(self):
         # Our own `loss` tracker stands where Keras's (unused) one would.
-        own = [
-            self._total_tracker,
-            *self._task_trackers,
-            self._example_counts,
-        ]
+        own = [self._total_tracker, *self._task_trackers]
         rest = [
             m
             for m in super().metrics
@@ -421,40 +420,33 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         step = self._loss_terms(y, y_pred, sample_weight)
         weights, total = self._weighted_total(step, training=False)
         logs = self._finish_step(
-            x, y, y_pred, sample_weight, step, total, weights, training=False
+            x, y, y_pred, sample_weight, step, total, weights
         )
         # Training quantities only: no `val_<task>_examples`, and no
         # `val_<task>_weight` (the weights do not change in evaluation).
-        training_only = set(self._example_counts.keys)
+        training_only = set(self._task_trackers[0].count_keys)
         if self.weighting.log_weights:
-            training_only |= {f"{n}_weight" for n in self.task_names}
+            training_only |= set(self._task_trackers[1].keys)
         return {k: v for k, v in logs.items() if k not in training_only}
 
-    def _finish_step(
-        self, x, y, y_pred, sample_weight, step, total, weights, training=True
-    ):
+    def _finish_step(self, x, y, y_pred, sample_weight, step, total, weights):
         """Updates the trackers and metrics; returns the logs."""
         replicas = distribute.num_replicas()
         batch_size = ops.shape(keras.tree.flatten(x)[0])[0]
         self._total_tracker.update_state(
             total * replicas, sample_weight=batch_size
         )
-        num_tasks = len(self._tasks)
         # Each task's loss is the mean over its labelled examples: weighted
         # by the labelled count (this replica's part of it).
         unweighted = distribute.all_reduce_sum(ops.stack(step["shares"]))
-        for i in range(num_tasks):
-            self._task_trackers[i].update_state(
-                unweighted[i], sample_weight=step["counts"][i] / replicas
-            )
+        self._task_trackers[0].update_state(
+            unweighted, sample_weight=step["counts"] / replicas
+        )
         if self.weighting.log_weights:
             present = ops.cast(step["present"], "float32")
-            for i in range(num_tasks):
-                self._task_trackers[num_tasks + i].update_state(
-                    weights[i], sample_weight=present[i] / replicas
-                )
-        if training:
-            self._example_counts.update_state(step["counts"] / replicas)
+            self._task_trackers[1].update_state(
+                weights, sample_weight=present / replicas
+            )
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -471,7 +463,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         results = {}
         for metric in self.metrics:
             result = metric.result()
-            if metric is self._example_counts:
+            if isinstance(metric, labels.TaskSums):  # keys name the tasks
                 results.update(result)
             elif isinstance(result, dict):
                 results.update({prefix + k: v for k, v in result.items()})
