@@ -2,6 +2,7 @@ import inspect
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -58,7 +59,9 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
     methods that change the weights (the mean over the steps in which the
     task had labels) and `<task>_examples`, the number of labelled examples
     of the task the epoch delivered (of loss elements, for sequence
-    outputs).
+    outputs). A task with no label in the epoch (so far, in the logs of a
+    batch) logs NaN for its loss, weight and metrics, not the 0 of an empty
+    mean, and 0 examples.
 
     Labels are a dict `{task: y}` with every task. Missing labels (NaN, or
     the task's `missing_label`) count for nothing in loss and metrics.
@@ -469,6 +472,24 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
                 results.update({prefix + k: v for k, v in result.items()})
             else:
                 results[metric.name] = result
+        return self._nan_where_unlabelled(results)
+
+    def _nan_where_unlabelled(self, results):
+        """NaN, not the 0 of an empty mean, for the loss, weight and
+        metrics of a task with no label yet in the epoch."""
+        trackers = self._task_trackers[0]
+        counts = ops.unstack(trackers.counts, len(self._tasks))
+        index = {name: i for i, name in enumerate(self.task_names)}
+        longest_first = sorted(index, key=len, reverse=True)
+        for key, value in results.items():
+            task = next(
+                (n for n in longest_first if key.startswith(f"{n}_")), None
+            )
+            if task is None or key in trackers.count_keys:
+                continue
+            results[key] = ops.where(
+                counts[index[task]] > 0, value, ops.full_like(value, np.nan)
+            )
         return results
 
     def fit(

@@ -171,6 +171,10 @@ def test_dtp_smoothing_across_epochs_and_absent_tasks():
     testing.assert_allclose(method.kpis, [0.68, 0.0, 0.4], atol=1e-6)
     testing.assert_allclose(weights, [0.0394918, 1.0, 0.329865], 1e-5)
     testing.assert_allclose(method.kpis_known, [1.0, 0.0, 1.0])
+    # Epoch 3, "a" trained but unlabelled in validation: its KPI is NaN (the
+    # model's log of a task with no label) and keeps its last value.
+    _epoch(method, {"val_a_acc": float("nan"), "val_c_acc": 0.4})
+    testing.assert_allclose(method.kpis, [0.68, 0.0, 0.4], atol=1e-6)
 
 
 def test_dtp_errors_name_the_task_and_key():

@@ -276,6 +276,8 @@ class DynamicTaskPrioritization(Weighting):
             if steps[i] == 0:
                 continue  # absent all epoch: its metrics measure nothing
             value = float(logs[key])
+            if math.isnan(value):
+                continue  # no label of the task where the KPI is measured
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise ValueError(
                     f"DynamicTaskPrioritization: the KPI of task {name!r} "
