@@ -120,7 +120,8 @@ def test_inverse_initial_loss_by_hand(examples, tmp_path):
     # Step 1, "binary" unlabelled: weight 0, and its L(0) waits.
     losses_0, _ = _losses_and_gram(model, x, _without(y, ["binary"]))
     history = _fit(model, x, _without(y, ["binary"]))
-    testing.assert_allclose(_weights(history)[0], [1.0, 0.0, 1.0])
+    # Its logged weight is NaN: the mean over no step.
+    testing.assert_allclose(_weights(history)[0], [1.0, np.nan, 1.0])
     testing.assert_allclose(
         method.initial_losses, [losses_0[0], 0.0, losses_0[2]], rtol=1e-5
     )
@@ -202,6 +203,8 @@ def test_normalized_gradient_sum_by_hand(examples, tmp_path):
     assert gram[1, 1] == 0.0
     history = _fit(model, x, absent)
     expected = _unit_sum_weights(gram, np.array([True, False, True]))
+    assert expected[1] == 0.0
+    expected[1] = np.nan  # logged: the mean over no step
     testing.assert_allclose(_weights(history)[0], expected, rtol=1e-4)
 
     loaded = testing.run_model_saving_test(model, x, tmp_path / "m.keras")
@@ -437,8 +440,9 @@ def train_steps(name):
     """Trains a tiny model four full-batch steps (one per epoch) with the
     registered method `name`, logging its weights.
 
-    Returns one namespace per step: `weights` (the logged `(T,)`
-    `<task>_weight`), `present`, and, taken before the step, `losses` and
+    Returns one namespace per step: `logged` (the `(T,)` `<task>_weight`
+    of the logs, NaN where absent), `weights` (the same, 0 where absent),
+    `present`, and, taken before the step, `losses` and
     `gram` (by hand) and `state` (the method's variables by name).
     """
     cls = keras_mtl.weighting.registry[name]
@@ -454,11 +458,12 @@ def train_steps(name):
         losses, gram = _losses_and_gram(model, x, labels)
         variables = model.weighting.variables
         state = {v.name: v.numpy().copy() for v in variables}
-        weights = _weights(_fit(model, x, labels))[0]
+        logged = _weights(_fit(model, x, labels))[0]
         steps.append(
             types.SimpleNamespace(
                 index=index,
-                weights=weights,
+                logged=logged,
+                weights=np.where(present, logged, 0.0),
                 present=present,
                 losses=losses,
                 gram=gram,
@@ -487,9 +492,10 @@ SLOW_SCALE_CHECKS = ("pcgrad", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl")
 def test_weight_scale(name):
     steps = train_steps(name)
     for step in steps:
-        assert np.isfinite(step.weights).all(), (step.index, step.weights)
-        # An absent task's weight is 0 (the mean over no step).
-        assert (step.weights[~step.present] == 0).all(), step.weights
+        present = np.array(step.present)
+        assert np.isfinite(step.logged[present]).all(), (step.index, step)
+        # An absent task's logged weight is NaN (the mean over no step).
+        assert np.isnan(step.logged[~present]).all(), step.logged
         SCALE_CHECKS[name](step, steps)
 
 
