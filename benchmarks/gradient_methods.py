@@ -61,9 +61,10 @@ def _plain_keras(num_tasks):
     return model
 
 
-def _mtl(num_tasks, weighting):
-    tasks = [keras_mtl.Task(f"t{i}", loss="mse") for i in range(num_tasks)]
-    model = keras_mtl.build_mtl_model(
+def _mtl(num_tasks, weighting, package=keras_mtl):
+    """The same model from keras-mtl (or from `package`, a copy of it)."""
+    tasks = [package.Task(f"t{i}", loss="mse") for i in range(num_tasks)]
+    model = package.build_mtl_model(
         keras.Input((INPUT_DIM,)),
         tasks,
         trunk=[WIDTH, WIDTH],

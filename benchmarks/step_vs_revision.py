@@ -38,8 +38,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from gradient_methods import BATCH  # noqa: E402
+from gradient_methods import _data  # noqa: E402
+from gradient_methods import _mtl  # noqa: E402
+from gradient_methods import _plain_keras  # noqa: E402
 
-INPUT_DIM, WIDTH, BATCH = 64, 256, 128
 METHODS = [
     "equal",
     "uncertainty",
@@ -75,33 +78,13 @@ def _export(revision, root, directory):
 
 
 def _model(package, method, num_tasks):
-    import keras
-
-    if package is None:  # plain Keras
-        inputs = keras.Input((INPUT_DIM,))
-        hidden = inputs
-        for _ in range(2):
-            hidden = keras.layers.Dense(WIDTH, activation="relu")(hidden)
-        outputs = {
-            f"t{i}": keras.layers.Dense(1, name=f"t{i}")(hidden)
-            for i in range(num_tasks)
-        }
-        model = keras.Model(inputs, outputs)
-        model.compile(optimizer="adam", loss={k: "mse" for k in outputs})
-        return model
+    if package is None:
+        return _plain_keras(num_tasks)
     name, _, mode = method.partition(":")
     weighting = name
     if mode:
         weighting = type(package.weighting.get(name))(mode=mode)
-    tasks = [package.Task(f"t{i}", loss="mse") for i in range(num_tasks)]
-    model = package.build_mtl_model(
-        keras.Input((INPUT_DIM,)),
-        tasks,
-        trunk=[WIDTH, WIDTH],
-        weighting=weighting,
-    )
-    model.compile(optimizer="adam")
-    return model
+    return _mtl(num_tasks, weighting, package)
 
 
 def _block(model, iterator, steps):
@@ -135,11 +118,7 @@ def main():
     keras_mtl_rev = __import__("keras_mtl_rev")  # written above
 
     keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(BATCH * 8, INPUT_DIM)).astype("float32")
-    mixing = rng.normal(size=(INPUT_DIM, args.tasks)).astype("float32")
-    targets = np.tanh(x @ mixing)
-    y = {f"t{i}": targets[:, i : i + 1] for i in range(args.tasks)}
+    x, y = _data(args.tasks, 8)
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH).repeat()
     keys = [("keras", None)] + [
         (method, package)
