@@ -106,7 +106,7 @@ def task_losses(tasks, loss_fns, y, y_pred, sample_weight=None):
     )
     local = ops.stack([ops.sum(masks[t.name]) for t in tasks])
     counts = distribute.all_reduce_sum(local)
-    # One unstack, not T slices: every op counts in a step of small ones.
+    # One unstack instead of T slices: fewer ops in the step.
     losses = [
         masking.masked_task_loss(
             loss_fn, labels[t.name], y_pred[t.name], weights[t.name], count
@@ -169,9 +169,9 @@ class TaskMeans(TaskSums):
 
     def __init__(self, names, suffix, count_suffix=None, **kwargs):
         super().__init__(names, suffix, **kwargs)
-        self.count_keys = [f"{n}_{count_suffix}" for n in names]
-        if count_suffix is None:
-            self.count_keys = []
+        self.count_keys = (
+            [f"{n}_{count_suffix}" for n in names] if count_suffix else []
+        )
         self.counts = self.add_variable(
             shape=(len(names),), initializer="zeros", name="counts"
         )
