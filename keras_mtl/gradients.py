@@ -111,6 +111,27 @@ def jacobians(tape, stacked_terms, sources, parallel_tasks=None):
     ]
 
 
+def check_variables(method, shared, variables, split):
+    """The trainable `variables` that are not `shared`, with clear errors
+    where `method` cannot run on a model of these `shared` variables and
+    `split` (its `structure.RepresentationSplit`, or `None`)."""
+    if not shared:
+        raise ValueError(
+            f"{type(method).__name__} needs shared variables (a trunk) to "
+            "combine task gradients; the model has none."
+        )
+    shared_ids = {id(v) for v in shared}
+    others = [v for v in variables if id(v) not in shared_ids]
+    if method.gradients == "representation" and split is None:
+        raise ValueError(
+            f"`mode='rep'` of {type(method).__name__} needs one shared "
+            "representation that every task head reads and that holds "
+            "all shared variables upstream (hard sharing). Use "
+            "`mode='param'` for this model."
+        )
+    return others
+
+
 def combined(
     tape, method, terms, step, iterations, shared, others, representation=None
 ):

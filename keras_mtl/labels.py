@@ -1,6 +1,5 @@
 """Labels of a multi-task batch: their structure, and per-task losses."""
 
-import keras
 import numpy as np
 from keras import ops
 
@@ -138,58 +137,3 @@ def loss_terms(tasks, loss_fns, static_weights, y, y_pred, sample_weight):
         counts=counts,
         present=ops.greater(counts, 0.0),
     )
-
-
-class TaskSums(keras.metrics.Metric):
-    """Per-task running sums in one `(T,)` variable (one update per step,
-    not T); its result is `{<task>_<suffix>: sum}`."""
-
-    def __init__(self, names, suffix, **kwargs):
-        super().__init__(name=f"task_{suffix}", **kwargs)
-        self.keys = [f"{n}_{suffix}" for n in names]
-        self.totals = self.add_variable(
-            shape=(len(names),), initializer="zeros", name="totals"
-        )
-
-    def update_state(self, values):
-        self.totals.assign_add(ops.cast(values, self.dtype))
-
-    def result(self):
-        return dict(zip(self.keys, ops.unstack(self.totals, len(self.keys))))
-
-    def reset_state(self):
-        self.totals.assign(ops.zeros_like(self.totals))
-
-
-class TaskMeans(TaskSums):
-    """Per-task weighted means in two `(T,)` variables (one update per
-    step, not T); its result is `{<task>_<suffix>: mean}`, 0 for a task
-    whose weights summed to 0 (as `keras.metrics.Mean`), and with
-    `count_suffix` also `{<task>_<count_suffix>: sum of weights}`."""
-
-    def __init__(self, names, suffix, count_suffix=None, **kwargs):
-        super().__init__(names, suffix, **kwargs)
-        self.count_keys = (
-            [f"{n}_{count_suffix}" for n in names] if count_suffix else []
-        )
-        self.counts = self.add_variable(
-            shape=(len(names),), initializer="zeros", name="counts"
-        )
-
-    def update_state(self, values, sample_weight):
-        sample_weight = ops.cast(sample_weight, self.dtype)
-        super().update_state(ops.cast(values, self.dtype) * sample_weight)
-        self.counts.assign_add(sample_weight)
-
-    def result(self):
-        num_tasks = len(self.keys)
-        means = ops.divide_no_nan(self.totals, self.counts)
-        results = dict(zip(self.keys, ops.unstack(means, num_tasks)))
-        if self.count_keys:
-            counts = ops.unstack(self.counts, num_tasks)
-            results.update(zip(self.count_keys, counts))
-        return results
-
-    def reset_state(self):
-        super().reset_state()
-        self.counts.assign(ops.zeros_like(self.counts))

@@ -1,8 +1,4 @@
-import inspect
-import warnings
-
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -11,27 +7,15 @@ from keras_mtl import compiling
 from keras_mtl import distribute
 from keras_mtl import gradients
 from keras_mtl import labels
+from keras_mtl import logs
 from keras_mtl import structure
 from keras_mtl import weighting as weighting_module
+from keras_mtl.data import mixture
 from keras_mtl.structure import check_tasks
 from keras_mtl.tasks import Task
+from keras_mtl.weighting.base import with_epoch_end
 
 __all__ = ["MTLModel", "check_tasks"]
-
-
-class _WeightingEpochEnd(keras.callbacks.Callback):
-    """Tells the model's weighting method that a training epoch ended."""
-
-    def __init__(self, weighting):
-        super().__init__()
-        self.weighting = weighting
-
-    def on_epoch_end(self, epoch, logs=None):
-        hook = self.weighting.on_epoch_end
-        if inspect.signature(hook).parameters:
-            hook(dict(logs or {}))
-        else:  # a method written before the hook took the logs
-            hook()
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
@@ -53,9 +37,12 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
     sits out: weight 0, and its method state does not move. A model of one
     task trains plainly whatever the method (there is nothing to combine).
 
-    Logs hold `loss` (the total), `<task>_loss` (each task's unweighted
-    loss, the mean over its labelled examples of the epoch),
-    `<task>_<metric>`, and in training only `<task>_weight` for weighting
+    Logs hold `loss` (`sum_i s_i <task>_loss` with the static loss weights
+    `s_i`, plus regularisers: comparable across epochs, methods and with
+    `val_loss`, whatever the method's weights), `<task>_loss` (each task's
+    unweighted loss, the mean over its labelled examples of the epoch),
+    `<task>_<metric>`, and in training only `weighted_loss` (the objective
+    the step minimised), `<task>_weight` for weighting
     methods that change the weights (the mean over the steps in which the
     task had labels) and `<task>_examples`, the number of labelled examples
     of the task the epoch delivered (of loss elements, for sequence
@@ -117,41 +104,16 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
                 "it with `MTLModel.from_config(model.get_config())`.)"
             )
         super().__init__(*args, **kwargs)
-        tasks = check_tasks(tasks)
-        names = [t.name for t in tasks]
-        if not isinstance(self.output, dict) or sorted(self.output) != sorted(
-            names
-        ):
-            raise ValueError(
-                "MTLModel outputs must be a dict keyed by the task names "
-                f"{names}. Received outputs: {self.output!r}"
-            )
-        self._tasks = tuple(tasks)
-        weighting = weighting_module.get(weighting)
-        if weighting.has_owner:
-            raise ValueError(
-                f"Weighting '{weighting.name}' already belongs to another "
-                "model: its state (weights, histories, its optimizer) would "
-                "be shared and trained twice. Give each model its own: a new "
-                "instance, or the method's name."
-            )
-        weighting.set_tasks(names)
-        weighting.has_owner = True
-        self.weighting = weighting
+        self._tasks = tuple(structure.check_outputs(self.output, tasks))
+        names = self.task_names
+        self.weighting = weighting_module.get(weighting)
+        self.weighting.attach(names)
         self._shared_representation = shared_representation
         self._structure = None
         self._task_loss_fns = None
         self._static_loss_weights = None
         self._compile_arguments = None
-        self._total_tracker = keras.metrics.Mean(name="loss")
-        # One (T,) tracker per quantity, not T `Mean`s: their per-step
-        # updates are a cost that grows with T. The labelled counts that
-        # weight each task's loss are its `<task>_examples`.
-        self._task_trackers = [
-            labels.TaskMeans(names, "loss", count_suffix="examples")
-        ]
-        if weighting.log_weights:
-            self._task_trackers.append(labels.TaskMeans(names, "weight"))
+        self._logs = logs.TaskLogs(names, self.weighting.log_weights)
 
     @property
     def tasks(self):
@@ -196,14 +158,11 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
 
     @property
     def metrics(self):
-        # Our own `loss` tracker stands where Keras's (unused) one would.
-        own = [self._total_tracker, *self._task_trackers]
+        # Our own logs stand where Keras's (unused) `loss` tracker would.
         rest = [
-            m
-            for m in super().metrics
-            if m.name != "loss" and not any(m is o for o in own)
+            m for m in super().metrics if m.name not in ("loss", "task_logs")
         ]
-        return [own[0], *rest, *own[1:]]
+        return [self._logs, *rest]
 
     def compile(
         self,
@@ -219,6 +178,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
                 self._tasks, loss, loss_weights, metrics, weighted_metrics
             )
         )
+        self._logs.loss_weights = list(self._static_loss_weights)
         # Every metric is weighted: that is how missing labels are masked.
         super().compile(
             optimizer=optimizer,
@@ -294,17 +254,15 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             sample_weight,
         )
         replicas = distribute.num_replicas()
-        extra = 0.0
         own = self.weighting.regularization_loss(
             step["task_losses"], step["present"]
         )
-        if own is not None:
-            extra = extra + ops.cast(own, "float32") / replicas
+        extra = 0.0 if own is None else ops.cast(own, "float32") / replicas
+        step["regularization"] = 0.0
         if self.losses:
-            regularisers = ops.sum(
-                [ops.cast(v, "float32") for v in self.losses]
-            )
-            extra = extra + regularisers / replicas
+            regularisers = [ops.cast(v, "float32") for v in self.losses]
+            step["regularization"] = ops.sum(regularisers) / replicas
+            extra = extra + step["regularization"]
         step["extra"] = extra
         return step
 
@@ -356,24 +314,10 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         """The step of gradient-level methods: per-task gradients of the
         shared parameters (or representation), combined by the method."""
         method, optimizer = self.weighting, self.optimizer
-        shared = self.shared_variables
-        if not shared:
-            raise ValueError(
-                f"{type(method).__name__} needs shared variables (a trunk) to "
-                "combine task gradients; the model has none."
-            )
-        shared_ids = {id(v) for v in shared}
-        others = [
-            v for v in self.trainable_variables if id(v) not in shared_ids
-        ]
-        split = self._found().split
-        if method.gradients == "representation" and split is None:
-            raise ValueError(
-                f"`mode='rep'` of {type(method).__name__} needs one shared "
-                "representation that every task head reads and that holds "
-                "all shared variables upstream (hard sharing). Use "
-                "`mode='param'` for this model."
-            )
+        shared, split = self.shared_variables, self._found().split
+        others = gradients.check_variables(
+            method, shared, self.trainable_variables, split
+        )
         scale = ops.cast(optimizer.scale_loss(1.0), "float32")
         representation = None
         with tf.GradientTape(persistent=True) as tape:
@@ -425,31 +369,14 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         logs = self._finish_step(
             x, y, y_pred, sample_weight, step, total, weights
         )
-        # Training quantities only: no `val_<task>_examples`, and no
-        # `val_<task>_weight` (the weights do not change in evaluation).
-        training_only = set(self._task_trackers[0].count_keys)
-        if self.weighting.log_weights:
-            training_only |= set(self._task_trackers[1].keys)
-        return {k: v for k, v in logs.items() if k not in training_only}
+        return {
+            k: v for k, v in logs.items() if k not in self._logs.training_only
+        }
 
     def _finish_step(self, x, y, y_pred, sample_weight, step, total, weights):
         """Updates the trackers and metrics; returns the logs."""
-        replicas = distribute.num_replicas()
         batch_size = ops.shape(keras.tree.flatten(x)[0])[0]
-        self._total_tracker.update_state(
-            total * replicas, sample_weight=batch_size
-        )
-        # Each task's loss is the mean over its labelled examples: weighted
-        # by the labelled count (this replica's part of it).
-        unweighted = distribute.all_reduce_sum(ops.stack(step["shares"]))
-        self._task_trackers[0].update_state(
-            unweighted, sample_weight=step["counts"] / replicas
-        )
-        if self.weighting.log_weights:
-            present = ops.cast(step["present"], "float32")
-            self._task_trackers[1].update_state(
-                weights, sample_weight=present / replicas
-            )
+        self._logs.update_state(step, total, weights, batch_size)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -460,37 +387,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         return super().compute_metrics(x, y, y_pred, sample_weight=weights)
 
     def get_metrics_result(self):
-        # Keras drops the output name from metric names when there is one
-        # output; keep `<task>_<metric>` for every task count.
-        prefix = f"{self.task_names[0]}_" if len(self._tasks) == 1 else ""
-        results = {}
-        for metric in self.metrics:
-            result = metric.result()
-            if isinstance(metric, labels.TaskSums):  # keys name the tasks
-                results.update(result)
-            elif isinstance(result, dict):
-                results.update({prefix + k: v for k, v in result.items()})
-            else:
-                results[metric.name] = result
-        return self._nan_where_unlabelled(results)
-
-    def _nan_where_unlabelled(self, results):
-        """NaN, not the 0 of an empty mean, for the loss, weight and
-        metrics of a task with no label yet in the epoch."""
-        trackers = self._task_trackers[0]
-        counts = ops.unstack(trackers.counts, len(self._tasks))
-        index = {name: i for i, name in enumerate(self.task_names)}
-        longest_first = sorted(index, key=len, reverse=True)
-        for key, value in results.items():
-            task = next(
-                (n for n in longest_first if key.startswith(f"{n}_")), None
-            )
-            if task is None or key in trackers.count_keys:
-                continue
-            results[key] = ops.where(
-                counts[index[task]] > 0, value, ops.full_like(value, np.nan)
-            )
-        return results
+        return self._logs.collect(self.metrics)
 
     def fit(
         self,
@@ -514,10 +411,14 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         `steps_per_epoch` unless given. The other arguments are those of
         `keras.Model.fit`.
         """
-        x = self._from_mixture(x, y, kwargs, "steps_per_epoch")
+        x = mixture.unpack(x, y, kwargs, "steps_per_epoch", self)
         if "validation_data" in kwargs:
-            kwargs["validation_data"] = self._from_mixture(
-                kwargs["validation_data"], None, kwargs, "validation_steps"
+            kwargs["validation_data"] = mixture.unpack(
+                kwargs["validation_data"],
+                None,
+                kwargs,
+                "validation_steps",
+                self,
             )
         return super().fit(
             x=x,
@@ -525,7 +426,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             batch_size=batch_size,
             epochs=epochs,
             verbose=verbose,
-            callbacks=self._with_epoch_hook(callbacks),
+            callbacks=with_epoch_end(callbacks, self),
             sample_weight=labels.check_array_labels(
                 y, sample_weight, self.task_names
             ),
@@ -535,7 +436,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
     def evaluate(self, x=None, y=None, sample_weight=None, **kwargs):
         """`keras.Model.evaluate`, with array labels checked and a
         `keras_mtl.data.Mixture` accepted as in `fit`."""
-        x = self._from_mixture(x, y, kwargs, "steps")
+        x = mixture.unpack(x, y, kwargs, "steps", self)
         return super().evaluate(
             x=x,
             y=y,
@@ -544,46 +445,6 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             ),
             **kwargs,
         )
-
-    def _from_mixture(self, x, y, kwargs, steps):
-        from keras_mtl.data import Mixture
-
-        if not isinstance(x, Mixture):
-            return x
-        if y is not None:
-            raise ValueError(
-                "A keras_mtl.data.Mixture holds its labels: pass `y=None`."
-            )
-        if sorted(x.task_names) != sorted(self.task_names):
-            raise ValueError(
-                f"The mixture labels tasks {x.task_names}; the model has "
-                f"tasks {self.task_names}. Build it with `tasks=model.tasks`."
-            )
-        if x.layout == "homogeneous" and self.weighting.gradients in (
-            "shared",
-            "representation",
-        ):
-            warnings.warn(
-                f"{type(self.weighting).__name__} combines the gradients of "
-                "the tasks present in a batch, but each batch of this "
-                "mixture comes from one source (layout='homogeneous'): where "
-                "a source labels one task there is nothing to combine. Use "
-                "layout='mixed'.",
-                stacklevel=3,
-            )
-        if kwargs.get(steps) is None and x.steps_per_epoch is not None:
-            kwargs[steps] = x.steps_per_epoch
-        if steps == "steps_per_epoch":
-            kwargs.setdefault("shuffle", False)  # the mixture shuffles
-        return x.dataset
-
-    def _with_epoch_hook(self, callbacks):
-        hook = _WeightingEpochEnd(self.weighting)
-        if isinstance(callbacks, keras.callbacks.CallbackList):
-            hook.set_model(self)
-            callbacks.callbacks.insert(0, hook)
-            return callbacks
-        return [hook] + (keras.tree.flatten(callbacks) if callbacks else [])
 
     def get_config(self):
         config = super().get_config()

@@ -33,6 +33,19 @@ def check_tasks(tasks):
     return list(tasks)
 
 
+def check_outputs(outputs, tasks):
+    """`check_tasks(tasks)`, with a clear error unless `outputs` is a dict
+    keyed by their names."""
+    tasks = check_tasks(tasks)
+    names = [t.name for t in tasks]
+    if not isinstance(outputs, dict) or sorted(outputs) != sorted(names):
+        raise ValueError(
+            "MTLModel outputs must be a dict keyed by the task names "
+            f"{names}. Received outputs: {outputs!r}"
+        )
+    return tasks
+
+
 def split_variables(model):
     """`(shared, {task: own})`: trainable variables of several tasks' outputs
     and of one task's alone, in the order of `model.trainable_variables`."""

@@ -139,7 +139,7 @@ def test_inverse_initial_loss_by_hand(examples, tmp_path):
         rtol=1e-5,
     )
     testing.assert_allclose(
-        history["loss"][0], np.sum(expected * losses_1), rtol=1e-4
+        history["weighted_loss"][0], np.sum(expected * losses_1), rtol=1e-4
     )
     # Evaluation records nothing.
     model.evaluate(x, _without(y, ["reg"]), verbose=0)

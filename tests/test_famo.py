@@ -88,7 +88,7 @@ def test_train_step_descends_log_losses_then_updates_logits():
     z = np.array([0.5, 0.5])
     logits = -0.5 * z * (delta - np.dot(z, delta))
     testing.assert_allclose(weighting.logits, logits, atol=1e-6)
-    assert logs["loss"] == pytest.approx(float(c), rel=1e-6)
+    assert logs["weighted_loss"] == pytest.approx(float(c), rel=1e-6)
     testing.assert_allclose(
         [logs["a_weight"], logs["b_weight"]],
         c.numpy() * 0.5 / before.numpy(),

@@ -50,6 +50,34 @@ def test_loss_is_weighted_sum_of_task_losses():
     assert logs["loss"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_loss_does_not_move_with_the_weights_or_the_batching():
+    inputs = keras.Input((8,))
+    tasks = testing.tiny_tasks()
+    tasks[1].loss_weight = 0.25
+    model = keras_mtl.build_mtl_model(
+        inputs, tasks, trunk=[8], weighting="uncertainty"
+    )
+    model.compile(optimizer="sgd")
+    model.weighting.log_variances.assign([1.0, -0.5, 0.3])
+    x, y = testing.tiny_data(n=40)
+    y["binary"][:30] = np.nan  # 10 labels, all in the last batch of 8
+    manual = _manual_losses(model, x, y)
+    expected = manual["reg"] + 0.25 * manual["binary"] + manual["multi"]
+    for batch_size in (8, 40):
+        logs = model.evaluate(
+            x, y, batch_size=batch_size, return_dict=True, verbose=0
+        )
+        assert logs["loss"] == pytest.approx(expected, rel=1e-5)
+    logs = model.fit(x, y, batch_size=40, epochs=1, verbose=0).history
+    # The objective is the one minimised: the weights of uncertainty
+    # weighting times the losses, plus its own term.
+    s = np.array([1.0, -0.5, 0.3])
+    losses = np.array([manual["reg"], 0.25 * manual["binary"], manual["multi"]])
+    objective = np.sum(np.exp(-s) * losses + s)
+    assert logs["weighted_loss"][0] == pytest.approx(objective, rel=1e-5)
+    assert abs(logs["weighted_loss"][0] - logs["loss"][0]) > 0.1
+
+
 def test_history_has_task_losses_and_metrics():
     model = testing.tiny_model()
     x, y = testing.tiny_data()
@@ -58,6 +86,7 @@ def test_history_has_task_losses_and_metrics():
     )
     expected = {
         "loss",
+        "weighted_loss",
         "reg_loss",
         "binary_loss",
         "multi_loss",
@@ -65,7 +94,7 @@ def test_history_has_task_losses_and_metrics():
         "binary_accuracy",
         "multi_accuracy",
     }
-    expected |= {f"val_{k}" for k in expected}
+    expected |= {f"val_{k}" for k in expected if k != "weighted_loss"}
     # Counts of the labelled examples trained on: training only.
     expected |= {"reg_examples", "binary_examples", "multi_examples"}
     assert set(history.history) == expected
@@ -368,6 +397,7 @@ def test_single_task_logs_keep_the_task_prefix():
     )
     assert set(history.history) == {
         "loss",
+        "weighted_loss",
         "only_loss",
         "only_mae",
         "only_examples",

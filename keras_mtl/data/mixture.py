@@ -1,5 +1,7 @@
 """What `keras_mtl.data.mix` returns: the dataset and its sampling state."""
 
+import warnings
+
 import numpy as np
 
 from keras_mtl.data import rates as rates_module
@@ -122,3 +124,37 @@ class Mixture:
             f"batch_size={self.batch_size}, "
             f"steps_per_epoch={self.steps_per_epoch})"
         )
+
+
+def unpack(x, y, kwargs, steps, model):
+    """What `model.fit` or `evaluate` passes on for `x`: a `Mixture`'s
+    dataset, with `kwargs[steps]` set to its `steps_per_epoch` unless
+    given; any other `x` unchanged."""
+    if not isinstance(x, Mixture):
+        return x
+    if y is not None:
+        raise ValueError(
+            "A keras_mtl.data.Mixture holds its labels: pass `y=None`."
+        )
+    if sorted(x.task_names) != sorted(model.task_names):
+        raise ValueError(
+            f"The mixture labels tasks {x.task_names}; the model has "
+            f"tasks {model.task_names}. Build it with `tasks=model.tasks`."
+        )
+    method = model.weighting
+    if x.layout == "homogeneous" and method.gradients in (
+        "shared",
+        "representation",
+    ):
+        warnings.warn(
+            f"{type(method).__name__} combines the gradients of the tasks "
+            "present in a batch, but each batch of this mixture comes from "
+            "one source (layout='homogeneous'): where a source labels one "
+            "task there is nothing to combine. Use layout='mixed'.",
+            stacklevel=3,
+        )
+    if kwargs.get(steps) is None and x.steps_per_epoch is not None:
+        kwargs[steps] = x.steps_per_epoch
+    if steps == "steps_per_epoch":
+        kwargs.setdefault("shuffle", False)  # the mixture shuffles
+    return x.dataset

@@ -98,6 +98,18 @@ class Weighting(keras.layers.Layer):
         if not self.built:
             self.build((len(task_names),))
 
+    def attach(self, task_names):
+        """Makes the method the weighting of one model, of these tasks."""
+        if self.has_owner:
+            raise ValueError(
+                f"Weighting '{self.name}' already belongs to another model: "
+                "its state (weights, histories, its optimizer) would be "
+                "shared and trained twice. Give each model its own: a new "
+                "instance, or the method's name."
+            )
+        self.set_tasks(task_names)
+        self.has_owner = True
+
     @property
     def num_tasks(self):
         return len(self.task_names)
@@ -201,3 +213,29 @@ class Weighting(keras.layers.Layer):
         config = super().get_config()
         config["log_weights"] = self.log_weights
         return config
+
+
+class EpochEnd(keras.callbacks.Callback):
+    """Tells the model's weighting method that a training epoch ended."""
+
+    def __init__(self, weighting):
+        super().__init__()
+        self.weighting = weighting
+
+    def on_epoch_end(self, epoch, logs=None):
+        hook = self.weighting.on_epoch_end
+        if inspect.signature(hook).parameters:
+            hook(dict(logs or {}))
+        else:  # a method written before the hook took the logs
+            hook()
+
+
+def with_epoch_end(callbacks, model):
+    """`callbacks` for `model.fit`, an `EpochEnd` of the model's weighting
+    first (into a `keras.callbacks.CallbackList` as into a list)."""
+    hook = EpochEnd(model.weighting)
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        hook.set_model(model)
+        callbacks.callbacks.insert(0, hook)
+        return callbacks
+    return [hook] + (keras.tree.flatten(callbacks) if callbacks else [])

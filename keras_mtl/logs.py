@@ -1,0 +1,159 @@
+"""What a multi-task model logs: the trackers of its step, as one metric."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_mtl import distribute
+
+
+class TaskMeans(keras.metrics.Metric):
+    """Per-task weighted means in two `(T,)` variables (one update per
+    step, not T); its result is `{<task>_<suffix>: mean}`, 0 for a task
+    whose weights summed to 0 (as `keras.metrics.Mean`), and with
+    `count_suffix` also `{<task>_<count_suffix>: sum of weights}`."""
+
+    def __init__(self, names, suffix, count_suffix=None, **kwargs):
+        super().__init__(name=f"task_{suffix}", **kwargs)
+        self.keys = [f"{n}_{suffix}" for n in names]
+        self.count_keys = (
+            [f"{n}_{count_suffix}" for n in names] if count_suffix else []
+        )
+        self.totals = self.add_variable(
+            shape=(len(names),), initializer="zeros", name="totals"
+        )
+        self.counts = self.add_variable(
+            shape=(len(names),), initializer="zeros", name="counts"
+        )
+
+    def update_state(self, values, sample_weight):
+        sample_weight = ops.cast(sample_weight, self.dtype)
+        self.totals.assign_add(ops.cast(values, self.dtype) * sample_weight)
+        self.counts.assign_add(sample_weight)
+
+    def result(self):
+        num_tasks = len(self.keys)
+        means = ops.divide_no_nan(self.totals, self.counts)
+        results = dict(zip(self.keys, ops.unstack(means, num_tasks)))
+        if self.count_keys:
+            counts = ops.unstack(self.counts, num_tasks)
+            results.update(zip(self.count_keys, counts))
+        return results
+
+    def reset_state(self):
+        for variable in (self.totals, self.counts):
+            variable.assign(ops.zeros_like(variable))
+
+
+class TaskLogs(keras.metrics.Metric):
+    """The model's own logs, updated once a step.
+
+    - `loss`: `sum_i s_i L_i + R`, with `L_i` the task's `<task>_loss`,
+      `s_i` its static loss weight and `R` the mean of the model's
+      regularisers over the steps. It does not depend on the weighting
+      method's weights of the moment, nor on how the data is batched:
+      comparable across epochs, methods, and between `loss` and `val_loss`
+      (Keras's default monitor). A task with no label in the epoch adds
+      nothing.
+    - `weighted_loss`, in training only: the objective the step minimises,
+      `sum_i w_i s_i L_i` with the method's weights plus its own term and
+      `R`, as Keras's `loss` would average it (over the steps, by batch
+      size).
+    - `<task>_loss`, `<task>_examples` (training only) and, with
+      `log_weights`, `<task>_weight` (training only).
+
+    One `(T,)` tracker per quantity, not T `Mean`s: their per-step updates
+    are a cost that grows with T. The labelled counts that weight each
+    task's loss are its `<task>_examples`, and say which tasks had no label
+    yet in the epoch (see `collect`).
+    """
+
+    def __init__(self, names, log_weights, **kwargs):
+        super().__init__(name="task_logs", **kwargs)
+        self.names = list(names)
+        self.loss_weights = [1.0] * len(self.names)  # set by `compile`
+        self.objective = keras.metrics.Mean(name="weighted_loss")
+        self.regularization = keras.metrics.Mean(name="regularization")
+        self.task_losses = TaskMeans(names, "loss", count_suffix="examples")
+        self.task_weights = TaskMeans(names, "weight") if log_weights else None
+
+    @property
+    def training_only(self):
+        """Keys left out of evaluation logs: the weights do not change in
+        evaluation, and the examples are those of training."""
+        weights = self.task_weights.keys if self.task_weights else []
+        counts = self.task_losses.count_keys
+        return {"weighted_loss", *counts, *weights}
+
+    def update_state(self, step, total, weights, batch_size):
+        """Adds a step: its loss terms (see `labels.loss_terms`), this
+        replica's `total`, the `(T,)` weights and this replica's batch size."""
+        replicas = distribute.num_replicas()
+        self.objective.update_state(total * replicas, sample_weight=batch_size)
+        if not isinstance(step["regularization"], float):
+            self.regularization.update_state(
+                step["regularization"] * replicas, sample_weight=batch_size
+            )
+        # Each task's loss is the mean over its labelled examples: weighted
+        # by the labelled count (this replica's part of it).
+        unweighted = distribute.all_reduce_sum(ops.stack(step["shares"]))
+        self.task_losses.update_state(
+            unweighted, sample_weight=step["counts"] / replicas
+        )
+        if self.task_weights is not None:
+            present = ops.cast(step["present"], "float32")
+            self.task_weights.update_state(
+                weights, sample_weight=present / replicas
+            )
+
+    def result(self):
+        means = ops.divide_no_nan(
+            self.task_losses.totals, self.task_losses.counts
+        )
+        static = ops.convert_to_tensor(self.loss_weights, self.dtype)
+        results = {
+            "loss": ops.sum(means * static) + self.regularization.result(),
+            "weighted_loss": self.objective.result(),
+            **self.task_losses.result(),
+        }
+        if self.task_weights is not None:
+            results.update(self.task_weights.result())
+        return results
+
+    def reset_state(self):
+        metrics = (self.objective, self.regularization, self.task_losses)
+        for metric in (*metrics, self.task_weights):
+            if metric is not None:
+                metric.reset_state()
+
+    def collect(self, metrics):
+        """The logs of `metrics` (this one among them) as one dict.
+
+        `<task>_<metric>` for every task count (Keras drops the output name
+        when there is one output), and NaN, not the 0 of an empty mean, for
+        the loss, weight and metrics of a task with no label yet in the
+        epoch.
+        """
+        prefix = f"{self.names[0]}_" if len(self.names) == 1 else ""
+        results = {}
+        for metric in metrics:
+            result = metric.result()
+            if metric is self:  # keys name the tasks
+                results.update(result)
+            elif isinstance(result, dict):
+                results.update({prefix + k: v for k, v in result.items()})
+            else:
+                results[metric.name] = result
+        counts = ops.unstack(self.task_losses.counts, len(self.names))
+        index = {name: i for i, name in enumerate(self.names)}
+        longest_first = sorted(index, key=len, reverse=True)
+        for key, value in results.items():
+            task = next(
+                (n for n in longest_first if key.startswith(f"{n}_")), None
+            )
+            if task is None or key in self.task_losses.count_keys:
+                continue
+            results[key] = ops.where(
+                counts[index[task]] > 0, value, ops.full_like(value, np.nan)
+            )
+        return results
