@@ -1,4 +1,7 @@
-"""The one place where keras-mtl works around a Keras bug.
+"""The one place where keras-mtl reaches into Keras's private API.
+
+`metric_directions` reads which way each compiled metric improves, which
+Keras keeps private. The rest works around a Keras bug:
 
 keras-team/keras#20585: under `tf.distribute.MultiWorkerMirroredStrategy`,
 Keras 3's TensorFlow trainer calls `strategy.reduce` on the nested first
@@ -86,3 +89,24 @@ class MultiWorkerFix:
                 _logs_as_vectors(self.test_step)
             )
         return self.test_function
+
+
+def metric_directions(model):
+    """`{(output name or None, metric name): "up" | "down"}` of the built
+    compiled metrics of `model` that carry a direction.
+
+    Keras metrics know which way is better (`_direction`), but neither that
+    nor which output a compiled metric belongs to is public; Keras's own
+    monitor callbacks read the first and never the second, so they cannot
+    resolve `mode="auto"` for `<output>_<metric>`.
+    """
+    directions = {}
+    for compiled in model.metrics:
+        for lists in ("_flat_metrics", "_flat_weighted_metrics"):
+            for metric_list in getattr(compiled, lists, None) or []:
+                for metric in getattr(metric_list, "metrics", None) or []:
+                    direction = getattr(metric, "_direction", None)
+                    if direction in ("up", "down"):
+                        key = (metric_list.output_name, metric.name)
+                        directions[key] = direction
+    return directions

@@ -4,7 +4,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_mtl import compat
 from keras_mtl import distribute
+from keras_mtl.weighting.base import EpochEnd
 
 
 class TaskMeans(keras.metrics.Metric):
@@ -157,3 +159,50 @@ class TaskLogs(keras.metrics.Metric):
                 counts[index[task]] > 0, value, ops.full_like(value, np.nan)
             )
         return results
+
+
+class MonitorModes(keras.callbacks.Callback):
+    """Gives `callbacks` that monitor a log with `mode="auto"` (Keras's
+    `EarlyStopping`, `ModelCheckpoint`, `ReduceLROnPlateau`) the direction
+    the model knows and Keras cannot find: `min` for `weighted_loss` and
+    `<task>_loss`, the compiled metric's own for `<task>_<metric>` (AUC and
+    accuracy up, MAE down), with or without `val_`. Set at the end of the
+    first epoch, once the metrics are built and before those callbacks
+    look; other monitors are left to Keras."""
+
+    def __init__(self, callbacks):
+        super().__init__()
+        self.callbacks = callbacks
+
+    def on_epoch_end(self, epoch, logs=None):
+        names = self.model.task_names
+        modes = {"weighted_loss": "min"}
+        modes.update({f"{name}_loss": "min" for name in names})
+        for (output, metric), direction in compat.metric_directions(
+            self.model
+        ).items():
+            key = f"{output or names[0]}_{metric}"
+            modes[key] = "max" if direction == "up" else "min"
+        for callback in self.callbacks:
+            monitor = getattr(callback, "monitor", None)
+            if getattr(callback, "mode", None) != "auto" or not isinstance(
+                monitor, str
+            ):
+                continue
+            mode = modes.get(monitor.removeprefix("val_"))
+            if mode is not None:
+                callback.mode = mode
+
+
+def fit_callbacks(callbacks, model):
+    """`callbacks` for `model.fit` (a list or a
+    `keras.callbacks.CallbackList`), with the model's own first: the
+    weighting's `EpochEnd` and `MonitorModes`."""
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        hooks = [EpochEnd(model.weighting), MonitorModes(callbacks.callbacks)]
+        for hook in hooks:
+            hook.set_model(model)
+        callbacks.callbacks[:0] = hooks
+        return callbacks
+    callbacks = keras.tree.flatten(callbacks) if callbacks else []
+    return [EpochEnd(model.weighting), MonitorModes(callbacks), *callbacks]

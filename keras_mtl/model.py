@@ -13,7 +13,6 @@ from keras_mtl import weighting as weighting_module
 from keras_mtl.data import mixture
 from keras_mtl.structure import check_tasks
 from keras_mtl.tasks import Task
-from keras_mtl.weighting.base import with_epoch_end
 
 __all__ = ["MTLModel", "check_tasks"]
 
@@ -405,11 +404,13 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         A callback that calls `self.weighting.on_epoch_end(logs)` runs first
         among the callbacks at each epoch end, so that checkpoints such as
         `BackupAndRestore` see the weighting state of the next epoch.
-        Array labels are checked first (string labels, per-task
-        `sample_weight` dicts). `x` (and `validation_data`) may be a
-        `keras_mtl.data.Mixture`: its dataset is used, with its
-        `steps_per_epoch` unless given. The other arguments are those of
-        `keras.Model.fit`.
+        Callbacks that monitor a per-task log with `mode="auto"`
+        (`EarlyStopping`, `ModelCheckpoint`, `ReduceLROnPlateau`) get its
+        direction from the model (`logs.MonitorModes`). Array labels are
+        checked first (string labels, per-task `sample_weight` dicts). `x`
+        (and `validation_data`) may be a `keras_mtl.data.Mixture`: its
+        dataset is used, with its `steps_per_epoch` unless given. The other
+        arguments are those of `keras.Model.fit`.
         """
         x = mixture.unpack(x, y, kwargs, "steps_per_epoch", self)
         if "validation_data" in kwargs:
@@ -426,7 +427,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             batch_size=batch_size,
             epochs=epochs,
             verbose=verbose,
-            callbacks=with_epoch_end(callbacks, self),
+            callbacks=logs.fit_callbacks(callbacks, self),
             sample_weight=labels.check_array_labels(
                 y, sample_weight, self.task_names
             ),

@@ -228,14 +228,3 @@ class EpochEnd(keras.callbacks.Callback):
             hook(dict(logs or {}))
         else:  # a method written before the hook took the logs
             hook()
-
-
-def with_epoch_end(callbacks, model):
-    """`callbacks` for `model.fit`, an `EpochEnd` of the model's weighting
-    first (into a `keras.callbacks.CallbackList` as into a list)."""
-    hook = EpochEnd(model.weighting)
-    if isinstance(callbacks, keras.callbacks.CallbackList):
-        hook.set_model(model)
-        callbacks.callbacks.insert(0, hook)
-        return callbacks
-    return [hook] + (keras.tree.flatten(callbacks) if callbacks else [])
