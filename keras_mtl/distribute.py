@@ -72,3 +72,76 @@ def in_multi_worker_mode(strategy=None):
         return False
     jobs = resolver.cluster_spec().as_dict()
     return sum(len(jobs.get(job, [])) for job in ("chief", "worker")) > 1
+
+
+def all_finite(values):
+    """Whether every value on every replica is finite (no NaN, no inf).
+
+    Args:
+        values: a list of tensors (`None` entries are skipped), e.g. a
+            step's total and gradients.
+
+    Returns:
+        A scalar bool tensor, the same on every replica.
+
+    Example:
+
+    ```python
+    finite = keras_mtl.distribute.all_finite([total, *grads])
+    ```
+    """
+    bad = [
+        tf.reduce_sum(tf.cast(~tf.math.is_finite(v), "int32"))
+        for v in values
+        if v is not None
+    ]
+    if not bad:
+        return tf.constant(True)
+    return all_reduce_sum(tf.add_n(bad)) == 0
+
+
+def run_if(condition, fn, *args):
+    """Runs `fn(*args)` on every replica where `condition` holds.
+
+    `condition` must be the same on every replica (see `all_finite`). A
+    `tf.cond` in a replica context cannot hold a branch that calls
+    `merge_call`, as an optimizer's `apply` does under a strategy; so there
+    the condition is taken in the cross-replica context and `fn` runs in
+    each replica with its own `args`, as in Keras's `LossScaleOptimizer`.
+    Pass every per-replica tensor `fn` reads through `args`, not by closure.
+    `fn` returns nothing.
+
+    Args:
+        condition: a scalar bool tensor.
+        fn: a callable.
+        *args: nested structures of tensors, `fn`'s arguments.
+
+    Example:
+
+    ```python
+    keras_mtl.distribute.run_if(
+        finite, lambda grads: optimizer.apply(grads, variables), grads
+    )
+    ```
+    """
+
+    def branch(*values):
+        fn(*values)
+        return tf.constant(True)
+
+    if not tf.distribute.has_strategy():
+        tf.cond(condition, lambda: branch(*args), lambda: tf.constant(False))
+        return
+
+    def cross_replica(strategy, condition, *args):
+        condition = strategy.experimental_local_results(condition)[0]
+
+        def each_replica():
+            strategy.extended.call_for_each_replica(fn, args=args)
+            return tf.constant(True)
+
+        tf.cond(condition, each_replica, lambda: tf.constant(False))
+
+    tf.distribute.get_replica_context().merge_call(
+        cross_replica, args=(condition, *args)
+    )

@@ -123,17 +123,20 @@ def loss_terms(tasks, loss_fns, static_weights, y, y_pred, sample_weight):
     Returns:
         dict: `shares` (list of T scalars: this replica's shares, see
         `task_losses`), `weighted` (`(T,)` shares times the static loss
-        weights), `task_losses` (their sum over replicas, gradient
-        stopped), `counts` (labelled counts of the global batch) and
+        weights), `unweighted` (the shares' sum over replicas: each task's
+        loss, gradient stopped), `task_losses` (`unweighted` times the
+        static weights), `counts` (labelled counts of the global batch) and
         `present` (count > 0).
     """
     shares, counts = task_losses(tasks, loss_fns, y, y_pred, sample_weight)
     static = ops.convert_to_tensor(static_weights, "float32")
-    weighted = ops.stack(shares) * static
+    stacked = ops.stack(shares)
+    unweighted = distribute.all_reduce_sum(stacked)
     return dict(
         shares=shares,
-        weighted=weighted,
-        task_losses=distribute.all_reduce_sum(weighted),
+        weighted=stacked * static,
+        unweighted=unweighted,
+        task_losses=unweighted * static,
         counts=counts,
         present=ops.greater(counts, 0.0),
     )

@@ -63,6 +63,9 @@ class TaskLogs(keras.metrics.Metric):
       size).
     - `<task>_loss`, `<task>_examples` (training only) and, with
       `log_weights`, `<task>_weight` (training only).
+    - `skipped_steps` (training only, with `count_skipped`): the steps of
+      the epoch that `skip_non_finite` skipped; they count for nothing in
+      the others.
 
     One `(T,)` tracker per quantity, not T `Mean`s: their per-step updates
     are a cost that grows with T. The labelled counts that weight each
@@ -78,6 +81,8 @@ class TaskLogs(keras.metrics.Metric):
         self.regularization = keras.metrics.Mean(name="regularization")
         self.task_losses = TaskMeans(names, "loss", count_suffix="examples")
         self.task_weights = TaskMeans(names, "weight") if log_weights else None
+        self.count_skipped = True  # set by `compile`
+        self.skipped = keras.metrics.Sum(name="skipped_steps")
 
     @property
     def training_only(self):
@@ -85,27 +90,43 @@ class TaskLogs(keras.metrics.Metric):
         evaluation, and the examples are those of training."""
         weights = self.task_weights.keys if self.task_weights else []
         counts = self.task_losses.count_keys
-        return {"weighted_loss", *counts, *weights}
+        return {"weighted_loss", "skipped_steps", *counts, *weights}
 
-    def update_state(self, step, total, weights, batch_size):
+    def update_state(self, step, total, weights, batch_size, finite=None):
         """Adds a step: its loss terms (see `labels.loss_terms`), this
-        replica's `total`, the `(T,)` weights and this replica's batch size."""
+        replica's `total`, the `(T,)` weights and this replica's batch size;
+        with `finite` false (a skipped step), only to `skipped_steps`."""
         replicas = distribute.num_replicas()
-        self.objective.update_state(total * replicas, sample_weight=batch_size)
+        keep = 1.0
+        if finite is not None:
+            keep = ops.cast(finite, self.dtype)
+            self.skipped.update_state((1.0 - keep) / replicas)
+
+        def kept(value):  # a skipped step's NaN times 0 would be NaN
+            value = ops.cast(value, self.dtype)
+            if finite is None:
+                return value
+            return ops.where(finite, value, ops.zeros_like(value))
+
+        batch_size = ops.cast(batch_size, self.dtype) * keep
+        self.objective.update_state(
+            kept(total) * replicas, sample_weight=batch_size
+        )
         if not isinstance(step["regularization"], float):
             self.regularization.update_state(
-                step["regularization"] * replicas, sample_weight=batch_size
+                kept(step["regularization"]) * replicas,
+                sample_weight=batch_size,
             )
         # Each task's loss is the mean over its labelled examples: weighted
         # by the labelled count (this replica's part of it).
-        unweighted = distribute.all_reduce_sum(ops.stack(step["shares"]))
         self.task_losses.update_state(
-            unweighted, sample_weight=step["counts"] / replicas
+            kept(step["unweighted"]),
+            sample_weight=step["counts"] * keep / replicas,
         )
         if self.task_weights is not None:
             present = ops.cast(step["present"], "float32")
             self.task_weights.update_state(
-                weights, sample_weight=present / replicas
+                kept(weights), sample_weight=present * keep / replicas
             )
 
     def result(self):
@@ -120,11 +141,13 @@ class TaskLogs(keras.metrics.Metric):
         }
         if self.task_weights is not None:
             results.update(self.task_weights.result())
+        if self.count_skipped:
+            results["skipped_steps"] = self.skipped.result()
         return results
 
     def reset_state(self):
-        metrics = (self.objective, self.regularization, self.task_losses)
-        for metric in (*metrics, self.task_weights):
+        metrics = (self.objective, self.regularization, self.skipped)
+        for metric in (*metrics, self.task_losses, self.task_weights):
             if metric is not None:
                 metric.reset_state()
 

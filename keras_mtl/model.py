@@ -112,6 +112,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         self._task_loss_fns = None
         self._static_loss_weights = None
         self._compile_arguments = None
+        self._skip_non_finite = True
         self._logs = logs.TaskLogs(names, self.weighting.log_weights)
 
     @property
@@ -170,8 +171,29 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         loss_weights=None,
         metrics=None,
         weighted_metrics=None,
+        skip_non_finite=True,
         **kwargs,
     ):
+        """`keras.Model.compile`, with the tasks' losses, weights and
+        metrics unless given, and `skip_non_finite`.
+
+        Args:
+            skip_non_finite: bool. Whether a training step whose total or
+                gradients hold a NaN or inf, on any replica, is skipped: no
+                weight, optimizer or weighting state moves, the step counts
+                for nothing in the loss and weight logs, and `skipped_steps`
+                counts it (compiled metrics still see the batch). `False`
+                applies it, as Keras does. Defaults to `True`.
+            The other arguments are those of `keras.Model.compile`: `loss`,
+            `loss_weights` and `metrics` may be dicts by task name.
+        """
+        if not isinstance(skip_non_finite, bool):
+            raise TypeError(
+                "`skip_non_finite` must be True or False. "
+                f"Received: skip_non_finite={skip_non_finite!r}"
+            )
+        self._skip_non_finite = skip_non_finite
+        self._logs.count_skipped = skip_non_finite
         self._task_loss_fns, self._static_loss_weights, task_metrics = (
             compiling.resolve(
                 self._tasks, loss, loss_weights, metrics, weighted_metrics
@@ -192,6 +214,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             loss_weights=loss_weights,
             metrics=metrics,
             weighted_metrics=weighted_metrics,
+            skip_non_finite=skip_non_finite,
             **kwargs,
         )
 
@@ -267,11 +290,12 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        before = self._state_before()
         method = self.weighting
         # One task: nothing to combine or balance, train it plainly.
         needs = method.gradients if len(self._tasks) > 1 else None
         if needs in ("shared", "representation"):
-            return self._gradient_step(x, y, sample_weight)
+            return self._gradient_step(x, y, sample_weight, before)
         # Loss-level methods, and the after-step hook's needs.
         optimizer = self.optimizer
         scale = ops.cast(optimizer.scale_loss(1.0), "float32")
@@ -293,23 +317,55 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
                 ops.cast(at_kernel, "float32") / scale
             )
         del tape
-        optimizer.apply(grads, variables)
-        new_task_losses = None
-        if method.losses_after_step:
-            after = self._loss_terms(y, self(x, training=True), sample_weight)
-            new_task_losses = after["task_losses"]
-        if needs == method.gradients:
-            method.after_step(
-                step["task_losses"],
-                step["present"],
-                task_gradients,
-                new_task_losses,
-            )
+
+        def update(grads, x, y, sample_weight, losses, present, at_kernel):
+            optimizer.apply(grads, variables)
+            new_task_losses = None
+            if method.losses_after_step:
+                after = self(x, training=True)
+                after = self._loss_terms(y, after, sample_weight)
+                new_task_losses = after["task_losses"]
+            if needs == method.gradients:
+                method.after_step(losses, present, at_kernel, new_task_losses)
+
+        # Per-replica tensors go through the arguments (see `run_if`).
+        inputs = (x, y, sample_weight, step["task_losses"], step["present"])
+        inputs = (*inputs, task_gradients)
+        finite = self._update(update, before, [total, *grads], grads, *inputs)
         return self._finish_step(
-            x, y, y_pred, sample_weight, step, total, weights
+            x, y, y_pred, sample_weight, step, total, weights, finite
         )
 
-    def _gradient_step(self, x, y, sample_weight):
+    def _update(self, update, before, checked, *args):
+        """Runs `update(*args)` (the optimizer's step and the after-step
+        hook), or with `skip_non_finite` only where every value in `checked`
+        is finite on every replica, else putting back the weighting state
+        `before` the step; returns that bool (`None` without the guard)."""
+        if not self._skip_non_finite:
+            update(*args)
+            return None
+        finite = distribute.all_finite(checked)
+        if not self.optimizer.built:  # not inside a condition
+            self.optimizer.build(self.trainable_variables)
+        distribute.run_if(finite, update, *args)
+        for variable, value in zip(*before):
+            variable.assign(ops.where(finite, variable.value, value))
+        return finite
+
+    def _state_before(self):
+        """Notes, at the start of a step, the weighting state that a
+        skipped step puts back: its non-trainable variables (those a replica
+        may assign), which `compute_weights` or `combine` may move."""
+        strategy = tf.distribute.has_strategy()
+        state = [
+            v
+            for v in self.weighting.non_trainable_variables
+            if self._skip_non_finite
+            and (not strategy or v.aggregation != "none")
+        ]
+        return state, [ops.copy(v.value) for v in state]
+
+    def _gradient_step(self, x, y, sample_weight, before):
         """The step of gradient-level methods: per-task gradients of the
         shared parameters (or representation), combined by the method."""
         method, optimizer = self.weighting, self.optimizer
@@ -345,10 +401,15 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             representation,
         )
         del tape
-        optimizer.apply(grads, shared + others)
         total = ops.sum(weights * weighted) + extra
+        finite = self._update(
+            lambda grads: optimizer.apply(grads, shared + others),
+            before,
+            [total, *grads],
+            grads,
+        )
         return self._finish_step(
-            x, y, y_pred, sample_weight, step, total, weights
+            x, y, y_pred, sample_weight, step, total, weights, finite
         )
 
     def _task_terms(self, step, scale):
@@ -372,10 +433,12 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             k: v for k, v in logs.items() if k not in self._logs.training_only
         }
 
-    def _finish_step(self, x, y, y_pred, sample_weight, step, total, weights):
+    def _finish_step(
+        self, x, y, y_pred, sample_weight, step, total, weights, finite=None
+    ):
         """Updates the trackers and metrics; returns the logs."""
         batch_size = ops.shape(keras.tree.flatten(x)[0])[0]
-        self._logs.update_state(step, total, weights, batch_size)
+        self._logs.update_state(step, total, weights, batch_size, finite)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

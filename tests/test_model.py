@@ -97,7 +97,9 @@ def test_history_has_task_losses_and_metrics():
     expected |= {f"val_{k}" for k in expected if k != "weighted_loss"}
     # Counts of the labelled examples trained on: training only.
     expected |= {"reg_examples", "binary_examples", "multi_examples"}
+    expected.add("skipped_steps")  # by the non-finite guard: training only
     assert set(history.history) == expected
+    assert history.history["skipped_steps"] == [0.0, 0.0]
     assert history.history["reg_examples"] == [64.0, 64.0]
     assert history.history["loss"][1] < history.history["loss"][0]
 
@@ -398,6 +400,7 @@ def test_single_task_logs_keep_the_task_prefix():
     assert set(history.history) == {
         "loss",
         "weighted_loss",
+        "skipped_steps",
         "only_loss",
         "only_mae",
         "only_examples",
