@@ -129,6 +129,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow  # the premise of the exact all-reduce, not our code
 def test_combining_per_replica_would_be_wrong():
     errors = json.loads(
         testing.run_with_devices(PER_REPLICA).strip().splitlines()[-1]

@@ -164,6 +164,10 @@ from keras_mtl import weighting as wt
 METHODS = {methods}
 x, y = testing.tiny_data(n=64)
 y["multi"][::5] = -1  # uneven labels per replica
+# One inf label in the second batch, on the first replica's half: the step
+# is skipped on both replicas (the other's gradients are finite).
+y["reg"] = y["reg"].astype("float32")
+y["reg"][21] = np.inf
 
 def train(name, strategy):
     with strategy.scope():
@@ -187,10 +191,13 @@ for name in METHODS:
     two, two_logs, _ = train(name, mirrored)
     result[name] = {{
         "state": max(float(np.max(np.abs(a - b))) for a, b in zip(one, two)),
-        "logs": max(
-            float(np.max(np.abs(np.subtract(one_logs[k], two_logs[k]))))
+        "logs": max(  # equal infs (reg_mae) differ by 0
+            float(np.max(np.where(
+                np.equal(one_logs[k], two_logs[k]), 0.0,
+                np.abs(np.subtract(one_logs[k], two_logs[k])))))
             for k in one_logs),
         "moved": moved,
+        "skipped": [one_logs["skipped_steps"], two_logs["skipped_steps"]],
     }}
 print("RESULT" + json.dumps(result))
 """
@@ -199,15 +206,17 @@ print("RESULT" + json.dumps(result))
 @pytest.mark.parametrize(
     "names",
     [
-        # The methods with epoch statistics, random draws or custom steps;
+        # The methods with epoch statistics, random draws or custom steps,
+        # and a gradient-level one (the skipped step's other path);
         # uncertainty only adds a term to the loss, so it runs with -m slow.
-        ("dwa", "rlw", "gradnorm", "famo"),
+        ("dwa", "rlw", "gradnorm", "famo", "pcgrad"),
         pytest.param(("uncertainty",), marks=pytest.mark.slow),
     ],
 )
 def test_mirrored_strategy_matches_one_device(names):
+    known = {**METHODS, "pcgrad": (wt.PCGrad, {})}
     methods = {
-        name: (METHODS[name][0].__name__, METHODS[name][1]) for name in names
+        name: (known[name][0].__name__, known[name][1]) for name in names
     }
     output = testing.run_with_devices(
         DISTRIBUTED.format(methods=repr(methods)), num_devices=2
@@ -218,6 +227,7 @@ def test_mirrored_strategy_matches_one_device(names):
         assert diffs["state"] < 2e-5, (name, diffs)
         assert diffs["logs"] < 2e-5, (name, diffs)
         assert diffs["moved"] > 1e-3, (name, diffs)
+        assert diffs["skipped"] == [[1.0] * 3, [1.0] * 3], (name, diffs)
 
 
 @pytest.mark.parametrize(
