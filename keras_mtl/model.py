@@ -6,6 +6,7 @@ from keras_mtl import compat
 from keras_mtl import compiling
 from keras_mtl import distribute
 from keras_mtl import gradients
+from keras_mtl import guard
 from keras_mtl import labels
 from keras_mtl import logs
 from keras_mtl import structure
@@ -118,6 +119,12 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
     @property
     def tasks(self):
         return list(self._tasks)
+
+    @property
+    def skip_non_finite(self):
+        """Whether a step with a NaN or inf total or gradient is skipped
+        (`compile(skip_non_finite=...)`, default `True`)."""
+        return self._skip_non_finite
 
     @property
     def task_names(self):
@@ -290,7 +297,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        before = self._state_before()
+        before = guard.state_before(self.weighting, self.skip_non_finite)
         method = self.weighting
         # One task: nothing to combine or balance, train it plainly.
         needs = method.gradients if len(self._tasks) > 1 else None
@@ -331,39 +338,12 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         # Per-replica tensors go through the arguments (see `run_if`).
         inputs = (x, y, sample_weight, step["task_losses"], step["present"])
         inputs = (*inputs, task_gradients)
-        finite = self._update(update, before, [total, *grads], grads, *inputs)
+        finite = guard.run(
+            self, update, before, [total, *grads], grads, *inputs
+        )
         return self._finish_step(
             x, y, y_pred, sample_weight, step, total, weights, finite
         )
-
-    def _update(self, update, before, checked, *args):
-        """Runs `update(*args)` (the optimizer's step and the after-step
-        hook), or with `skip_non_finite` only where every value in `checked`
-        is finite on every replica, else putting back the weighting state
-        `before` the step; returns that bool (`None` without the guard)."""
-        if not self._skip_non_finite:
-            update(*args)
-            return None
-        finite = distribute.all_finite(checked)
-        if not self.optimizer.built:  # not inside a condition
-            self.optimizer.build(self.trainable_variables)
-        distribute.run_if(finite, update, *args)
-        for variable, value in zip(*before):
-            variable.assign(ops.where(finite, variable.value, value))
-        return finite
-
-    def _state_before(self):
-        """Notes, at the start of a step, the weighting state that a
-        skipped step puts back: its non-trainable variables (those a replica
-        may assign), which `compute_weights` or `combine` may move."""
-        strategy = tf.distribute.has_strategy()
-        state = [
-            v
-            for v in self.weighting.non_trainable_variables
-            if self._skip_non_finite
-            and (not strategy or v.aggregation != "none")
-        ]
-        return state, [ops.copy(v.value) for v in state]
 
     def _gradient_step(self, x, y, sample_weight, before):
         """The step of gradient-level methods: per-task gradients of the
@@ -402,7 +382,8 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         )
         del tape
         total = ops.sum(weights * weighted) + extra
-        finite = self._update(
+        finite = guard.run(
+            self,
             lambda grads: optimizer.apply(grads, shared + others),
             before,
             [total, *grads],

@@ -280,7 +280,10 @@ def test_jit_combine_false_runs_combine_in_the_graph():
     assert model.weighting._compiled_combine is None
 
 
-@pytest.mark.parametrize("sharing", ["hard", "cross_stitch"])
+@pytest.mark.parametrize(
+    "sharing",
+    ["hard", pytest.param("cross_stitch", marks=pytest.mark.slow)],
+)
 def test_parallel_tasks_changes_the_passes_not_the_update(sharing):
     x, y = testing.tiny_data(n=32)
     trained = []
