@@ -1,5 +1,6 @@
 """`MTLModel.compile`'s arguments spread over the tasks."""
 
+from keras_mtl.tasks import check_weight
 from keras_mtl.tasks import resolve_loss
 
 
@@ -53,5 +54,10 @@ def resolve(tasks, loss=None, loss_weights=None, metrics=None, weighted=None):
             extra = extra if isinstance(extra, list) else [extra]
             task_metrics = {name: list(extra) for name in names}
     loss_fns = [resolve_loss(losses.get(t.name, t.loss), t.name) for t in tasks]
-    static = [float(weights.get(t.name, t.loss_weight)) for t in tasks]
+    static = [
+        check_weight(weights[t.name], f"`loss_weights['{t.name}']`")
+        if t.name in weights
+        else t.loss_weight
+        for t in tasks
+    ]
     return loss_fns, static, {k: v for k, v in task_metrics.items() if v}

@@ -1,3 +1,4 @@
+import math
 import re
 
 import keras
@@ -121,6 +122,24 @@ def resolve_loss(loss, task_name):
     )
 
 
+def check_weight(value, what):
+    """`value` as a float, finite and >= 0, or a clear error naming `what`
+    (a static loss weight or a fixed task weight)."""
+    if isinstance(value, (bool, str, bytes)):
+        raise TypeError(f"{what} must be a number. Received: {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"{what} must be a number. Received: {value!r}"
+        ) from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(
+            f"{what} must be a finite number >= 0. Received: {value!r}"
+        )
+    return number
+
+
 @keras.saving.register_keras_serializable(package="keras_mtl")
 class Task:
     """One task of a multi-task model: its head, loss and metrics.
@@ -230,18 +249,7 @@ class Task:
                 f"Task '{name}': `head` sizes must be ints >= 1. "
                 f"Received: head={head!r}"
             )
-        try:
-            loss_weight = float(loss_weight)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"Task '{name}': `loss_weight` must be a number. "
-                f"Received: loss_weight={loss_weight!r}"
-            ) from None
-        if loss_weight < 0:
-            raise ValueError(
-                f"Task '{name}': `loss_weight` must be >= 0. "
-                f"Received: loss_weight={loss_weight}"
-            )
+        loss_weight = check_weight(loss_weight, f"Task '{name}': `loss_weight`")
         self.name = name
         self.loss = loss
         self.metrics = list(metrics) if metrics else []

@@ -45,6 +45,9 @@ def test_task_with_layer_head_round_trip():
         ({"name": "a", "head": [0]}, ValueError, "Task 'a'.*head"),
         ({"name": "a", "loss_weight": -1}, ValueError, "loss_weight"),
         ({"name": "a", "loss_weight": "x"}, TypeError, "loss_weight"),
+        ({"name": "a", "loss_weight": float("nan")}, ValueError, "finite"),
+        ({"name": "a", "loss_weight": float("inf")}, ValueError, "finite"),
+        ({"name": "a", "loss_weight": True}, TypeError, "loss_weight"),
         ({"name": "val"}, ValueError, "'val'"),
         ({"name": "val_score"}, ValueError, "'val_'"),
         ({"name": "a", "metrics": ["acuracy"]}, ValueError, "Task 'a'.*metric"),
@@ -89,3 +92,42 @@ def test_a_loss_instance_is_kept_and_a_name_keeps_its_name():
     # Masking reads the name to tell class-id labels ("sparse...") apart.
     loss = resolve_loss("sparse_categorical_crossentropy", "a")
     assert loss.name == "sparse_categorical_crossentropy"
+
+
+@pytest.mark.parametrize(
+    "value, error, match",
+    [
+        (-1, ValueError, r"`loss_weights\['reg'\]` must be a finite"),
+        (float("nan"), ValueError, r"loss_weights\['reg'\].*finite"),
+        ("x", TypeError, r"loss_weights\['reg'\]` must be a number"),
+    ],
+)
+def test_compile_loss_weights_are_checked_like_the_tasks(value, error, match):
+    model = testing.tiny_model()
+    with pytest.raises(error, match=match):
+        model.compile(optimizer="sgd", loss_weights={"reg": value})
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (
+            lambda: keras_mtl.weighting.FixedWeighting({"a": float("nan")}),
+            ValueError,
+            "task 'a'.*finite",
+        ),
+        (
+            lambda: keras_mtl.weighting.FixedWeighting({"a": "1"}),
+            TypeError,
+            "task 'a'.*number",
+        ),
+        (
+            lambda: keras_mtl.weighting.UncertaintyWeighting(float("nan")),
+            ValueError,
+            "initial_log_variance.*finite",
+        ),
+    ],
+)
+def test_non_finite_method_arguments_are_refused(make, error, match):
+    with pytest.raises(error, match=match):
+        make()

@@ -1,6 +1,7 @@
 import keras
 from keras import ops
 
+from keras_mtl.tasks import check_weight
 from keras_mtl.weighting.base import Weighting
 
 
@@ -32,13 +33,10 @@ class FixedWeighting(Weighting):
                 "`weights` must be a non-empty dict {task_name: weight}. "
                 f"Received: weights={weights!r}"
             )
-        for task, weight in weights.items():
-            if not isinstance(weight, (int, float)) or weight < 0:
-                raise ValueError(
-                    f"Weight of task '{task}' must be a number >= 0. "
-                    f"Received: {weight!r}"
-                )
-        self.weights_by_task = {k: float(v) for k, v in weights.items()}
+        self.weights_by_task = {
+            task: check_weight(weight, f"Weight of task '{task}'")
+            for task, weight in weights.items()
+        }
 
     def set_tasks(self, task_names):
         names = list(task_names)

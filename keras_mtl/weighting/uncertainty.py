@@ -1,3 +1,5 @@
+import math
+
 import keras
 from keras import ops
 
@@ -49,6 +51,11 @@ class UncertaintyWeighting(Weighting):
         ):
             raise TypeError(
                 "`initial_log_variance` must be a float. "
+                f"Received: initial_log_variance={initial_log_variance!r}"
+            )
+        if not math.isfinite(initial_log_variance):
+            raise ValueError(
+                "`initial_log_variance` must be finite. "
                 f"Received: initial_log_variance={initial_log_variance!r}"
             )
         self.initial_log_variance = float(initial_log_variance)
