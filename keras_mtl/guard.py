@@ -11,11 +11,13 @@ def state_before(weighting, enabled):
     step puts back: its non-trainable variables (those a replica may
     assign), which `compute_weights` or `combine` may move. Empty when the
     guard is off."""
+    if not enabled:
+        return [], []
     strategy = tf.distribute.has_strategy()
     state = [
         v
         for v in weighting.non_trainable_variables
-        if enabled and (not strategy or v.aggregation != "none")
+        if not strategy or v.aggregation != "none"
     ]
     return state, [ops.copy(v.value) for v in state]
 

@@ -33,10 +33,13 @@ class TaskMeans(keras.metrics.Metric):
         self.totals.assign_add(ops.cast(values, self.dtype) * sample_weight)
         self.counts.assign_add(sample_weight)
 
+    def means(self):
+        """The `(T,)` means (0 where the weights summed to 0)."""
+        return ops.divide_no_nan(self.totals, self.counts)
+
     def result(self):
         num_tasks = len(self.keys)
-        means = ops.divide_no_nan(self.totals, self.counts)
-        results = dict(zip(self.keys, ops.unstack(means, num_tasks)))
+        results = dict(zip(self.keys, ops.unstack(self.means(), num_tasks)))
         if self.count_keys:
             counts = ops.unstack(self.counts, num_tasks)
             results.update(zip(self.count_keys, counts))
@@ -130,12 +133,10 @@ class TaskLogs(keras.metrics.Metric):
             )
 
     def result(self):
-        means = ops.divide_no_nan(
-            self.task_losses.totals, self.task_losses.counts
-        )
         static = ops.convert_to_tensor(self.loss_weights, self.dtype)
         results = {
-            "loss": ops.sum(means * static) + self.regularization.result(),
+            "loss": ops.sum(self.task_losses.means() * static)
+            + self.regularization.result(),
             "weighted_loss": self.objective.result(),
             **self.task_losses.result(),
         }
@@ -198,6 +199,14 @@ class MonitorModes(keras.callbacks.Callback):
         self.callbacks = callbacks
 
     def on_epoch_end(self, epoch, logs=None):
+        pending = [
+            c
+            for c in self.callbacks
+            if getattr(c, "mode", None) == "auto"
+            and isinstance(getattr(c, "monitor", None), str)
+        ]
+        if not pending:  # every mode is set: nothing to read
+            return
         names = self.model.task_names
         modes = {"weighted_loss": "min"}
         modes.update({f"{name}_loss": "min" for name in names})
@@ -206,13 +215,8 @@ class MonitorModes(keras.callbacks.Callback):
         ).items():
             key = f"{output or names[0]}_{metric}"
             modes[key] = "max" if direction == "up" else "min"
-        for callback in self.callbacks:
-            monitor = getattr(callback, "monitor", None)
-            if getattr(callback, "mode", None) != "auto" or not isinstance(
-                monitor, str
-            ):
-                continue
-            mode = modes.get(monitor.removeprefix("val_"))
+        for callback in pending:
+            mode = modes.get(callback.monitor.removeprefix("val_"))
             if mode is not None:
                 callback.mode = mode
 
