@@ -253,7 +253,9 @@ def build_mtl_model(
         )
     scheme = sharing_module.get(sharing)
     _warn_integer_inputs(inputs, trunk, scheme, tasks)
-    features = scheme.build(inputs, trunk, [t.name for t in tasks])
+    features = _check_features(
+        scheme.build(inputs, trunk, [t.name for t in tasks]), scheme, tasks
+    )
     outputs = {t.name: _head(t, features[t.name]) for t in tasks}
     model = MTLModel(
         inputs=inputs,
@@ -265,6 +267,32 @@ def build_mtl_model(
     )
     _warn_identical_clones(model)
     return model
+
+
+def _check_features(features, scheme, tasks):
+    """`features` as a sharing scheme must return them: one per task."""
+    names = [t.name for t in tasks]
+    if not isinstance(features, dict):
+        raise TypeError(
+            f"{type(scheme).__name__}.build must return a dict "
+            f"{{task_name: features}} for the tasks {names}. Received: "
+            f"{type(features).__name__}"
+        )
+    missing = [n for n in names if n not in features]
+    unknown = sorted(str(k) for k in features if k not in names)
+    if missing or unknown:
+        raise ValueError(
+            f"{type(scheme).__name__}.build must return features for each "
+            f"task {names}. Missing: {missing}; unknown keys: {unknown}."
+        )
+    for name in names:
+        if not isinstance(features[name], keras.KerasTensor):
+            raise TypeError(
+                f"{type(scheme).__name__}.build returned "
+                f"{type(features[name]).__name__} for task '{name}'; "
+                "expected the symbolic tensor of its features."
+            )
+    return features
 
 
 def _representation_layer(inputs, features):

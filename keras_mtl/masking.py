@@ -166,6 +166,8 @@ def prepare_labels(task, y_true, y_pred, sample_weight=None, loss_fn=None):
     mask = labelled_mask(task, y_true, layout)
     fill = mask if layout == "sparse" else ops.expand_dims(mask, -1)
     y_true = ops.where(ops.cast(fill, "bool"), y_true, ops.zeros_like(y_true))
+    if layout in ("sparse", "sparse_keepdims"):
+        y_true = _checked_class_ids(task, y_true, y_pred.shape[-1])
     weight = mask
     if sample_weight is not None:
         sample_weight = ops.cast(sample_weight, "float32")
@@ -181,6 +183,31 @@ def prepare_labels(task, y_true, y_pred, sample_weight=None, loss_fn=None):
             sample_weight = ops.expand_dims(sample_weight, -1)
         weight = mask * sample_weight
     return y_true, mask, weight
+
+
+def _checked_class_ids(task, ids, classes):
+    """`ids`, once they are known to lie in `[0, classes)`.
+
+    Out-of-range ids fail the step with the task's name (TensorFlow's own
+    error does not name it, and on GPU the loss is silently NaN instead).
+    """
+    if classes is None:
+        return ids
+    valid = ops.all(
+        ops.logical_and(ops.greater_equal(ids, 0), ops.less(ids, classes))
+    )
+    check = tf.debugging.Assert(
+        valid,
+        [
+            f"Task `{task.name}`: class ids must be in [0, {classes}) (its "
+            "output has that many units), or NaN / its `missing_label` where "
+            "the label is missing. Smallest and largest ids of the batch:",
+            ops.min(ids),
+            ops.max(ids),
+        ],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(ids)
 
 
 def masked_task_loss(loss_fn, y_true, y_pred, weight, count):

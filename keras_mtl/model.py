@@ -11,6 +11,7 @@ from keras_mtl import labels
 from keras_mtl import logs
 from keras_mtl import structure
 from keras_mtl import weighting as weighting_module
+from keras_mtl.data import checks
 from keras_mtl.data import mixture
 from keras_mtl.structure import check_tasks
 from keras_mtl.tasks import Task
@@ -55,8 +56,9 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
     `sample_weight` may be one tensor for all tasks or a dict by task.
 
     Args:
-        inputs: `keras.Input` or a dict/list of them.
-        outputs: dict `{task_name: tensor}`.
+        *args: `inputs` and `outputs`, as for a functional `keras.Model`:
+            a `keras.Input` or a dict/list of them, and a dict
+            `{task_name: tensor}`.
         tasks: list of `keras_mtl.Task`, one per output.
         weighting: str, dict or `keras_mtl.weighting.Weighting`. How task
             losses are combined (see `keras_mtl.weighting.get`). Defaults to
@@ -184,6 +186,9 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         """`keras.Model.compile`, with the tasks' losses, weights and
         metrics unless given, and `skip_non_finite`.
 
+        The other arguments are those of `keras.Model.compile`: `loss`,
+        `loss_weights` and `metrics` may be dicts by task name.
+
         Args:
             skip_non_finite: bool. Whether a training step whose total or
                 gradients hold a NaN or inf, on any replica, is skipped: no
@@ -191,8 +196,6 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
                 for nothing in the loss and weight logs, and `skipped_steps`
                 counts it (compiled metrics still see the batch). `False`
                 applies it, as Keras does. Defaults to `True`.
-            The other arguments are those of `keras.Model.compile`: `loss`,
-            `loss_weights` and `metrics` may be dicts by task name.
         """
         if not isinstance(skip_non_finite, bool):
             raise TypeError(
@@ -429,6 +432,13 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         )
         return super().compute_metrics(x, y, y_pred, sample_weight=weights)
 
+    def summary(self, *args, print_fn=None, **kwargs):
+        """`keras.Model.summary`, then the weighting method and the
+        parameters shared by the tasks against each task's own."""
+        super().summary(*args, print_fn=print_fn, **kwargs)
+        for line in structure.summary_lines(self):
+            (print_fn or print)(line)
+
     def get_metrics_result(self):
         return self._logs.collect(self.metrics)
 
@@ -450,13 +460,17 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         `BackupAndRestore` see the weighting state of the next epoch.
         Callbacks that monitor a per-task log with `mode="auto"`
         (`EarlyStopping`, `ModelCheckpoint`, `ReduceLROnPlateau`) get its
-        direction from the model (`logs.MonitorModes`). Array labels are
-        checked first (string labels, per-task `sample_weight` dicts). `x`
+        direction from the model (`logs.MonitorModes`). The data is
+        checked first (empty or unbatched, string labels, class ids out of
+        range, per-task `sample_weight` dicts). `x`
         (and `validation_data`) may be a `keras_mtl.data.Mixture`: its
         dataset is used, with its `steps_per_epoch` unless given. The other
         arguments are those of `keras.Model.fit`.
         """
         x = mixture.unpack(x, y, kwargs, "steps_per_epoch", self)
+        sample_weight = checks.check(
+            self, self._task_loss_fns, x, y, sample_weight, "x"
+        )
         if "validation_data" in kwargs:
             kwargs["validation_data"] = mixture.unpack(
                 kwargs["validation_data"],
@@ -465,6 +479,9 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
                 "validation_steps",
                 self,
             )
+            checks.check_validation(
+                self, self._task_loss_fns, kwargs["validation_data"]
+            )
         return super().fit(
             x=x,
             y=y,
@@ -472,9 +489,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             epochs=epochs,
             verbose=verbose,
             callbacks=logs.fit_callbacks(callbacks, self),
-            sample_weight=labels.check_array_labels(
-                y, sample_weight, self.task_names
-            ),
+            sample_weight=sample_weight,
             **kwargs,
         )
 
@@ -485,8 +500,8 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         return super().evaluate(
             x=x,
             y=y,
-            sample_weight=labels.check_array_labels(
-                y, sample_weight, self.task_names
+            sample_weight=checks.check(
+                self, self._task_loss_fns, x, y, sample_weight, "x"
             ),
             **kwargs,
         )

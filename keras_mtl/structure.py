@@ -142,3 +142,42 @@ class ModelStructure:
             representation = find_representation(model, self.shared)
         self.representation = representation
         self.split = representation_split(model, representation, self.shared)
+
+
+def summary_lines(model):
+    """What `MTLModel.summary` adds to Keras's: the weighting, and the
+    parameters shared by the tasks against those of each task alone."""
+
+    def count(variables):
+        return sum(int(v.numpy().size) for v in variables)
+
+    method = model.weighting
+    state = method.weights
+    lines = [
+        f"Weighting: {type(method).__name__} "
+        + (
+            f"({count(state)} parameters in the totals above)"
+            if state
+            else "(no state)"
+        )
+    ]
+    for layer in model.layers:
+        if type(layer).__module__.startswith("keras_mtl.layers"):
+            settings = ", ".join(
+                f"{k}={v!r}"
+                for k, v in layer.get_config().items()
+                if isinstance(v, (int, float, str))
+                and k not in ("name", "dtype")
+                and not isinstance(v, bool)
+            )
+            lines.append(
+                f"Sharing layer {layer.name}: {type(layer).__name__}"
+                f"({settings})"
+            )
+    lines.append(
+        f"Shared parameters: {count(model.shared_variables):,} "
+        "(trainable; more than one task's output depends on them)"
+    )
+    for name, variables in model.task_variables.items():
+        lines.append(f"  {name}: {count(variables):,} task parameters")
+    return lines

@@ -1,4 +1,5 @@
 import math
+import numbers
 import re
 
 import keras
@@ -250,6 +251,17 @@ class Task:
                 f"Received: head={head!r}"
             )
         loss_weight = check_weight(loss_weight, f"Task '{name}': `loss_weight`")
+        if missing_label is not None and (
+            isinstance(missing_label, bool)
+            or not isinstance(missing_label, numbers.Real)
+            or math.isnan(missing_label)
+        ):
+            raise TypeError(
+                f"Task '{name}': `missing_label` must be a number (the label "
+                "value that marks a missing label, e.g. -1) or None; NaN "
+                "float labels count as missing without it. Received: "
+                f"missing_label={missing_label!r}"
+            )
         self.name = name
         self.loss = loss
         self.metrics = list(metrics) if metrics else []

@@ -408,3 +408,32 @@ def test_single_task_logs_keep_the_task_prefix():
         "val_only_loss",
         "val_only_mae",
     }
+
+
+def test_summary_shows_the_weighting_and_the_shared_task_split():
+    model = keras_mtl.build_mtl_model(
+        keras.Input((8,)),
+        [keras_mtl.Task("a"), keras_mtl.Task("b", head=[4])],
+        trunk=[16],
+        weighting="uncertainty",
+    )
+    lines = []
+    model.summary(print_fn=lambda line, **kwargs: lines.append(line))
+    assert lines[-4:] == [
+        "Weighting: UncertaintyWeighting (2 parameters in the totals above)",
+        "Shared parameters: 144 (trainable; more than one task's output "
+        "depends on them)",
+        "  a: 17 task parameters",
+        "  b: 73 task parameters",
+    ]
+    assert 2 + 144 + 17 + 73 == model.count_params()
+    mmoe = keras_mtl.build_mtl_model(
+        keras.Input((8,)),
+        [keras_mtl.Task("a"), keras_mtl.Task("b")],
+        trunk=[16],
+        sharing="mmoe",
+    )
+    lines = []
+    mmoe.summary(print_fn=lambda line, **kwargs: lines.append(line))
+    assert "Sharing layer mmoe: MMoE(num_tasks=2, num_experts=4)" in lines
+    assert lines[-5] == "Weighting: EqualWeighting (no state)"

@@ -122,6 +122,31 @@ def test_register_as_a_decorator_derives_the_name(registry):
     assert isinstance(keras_mtl.sharing.get("two_tower"), TwoTowerSharing)
 
 
+@pytest.mark.parametrize(
+    "features, error, match",
+    [
+        (lambda x, names: {names[0]: x}, ValueError, r"Missing: \['b'\]"),
+        (
+            lambda x, names: {**dict.fromkeys(names, x), "c": x},
+            ValueError,
+            r"unknown keys: \['c'\]",
+        ),
+        (lambda x, names: [x, x], TypeError, "must return a dict"),
+        (lambda x, names: dict.fromkeys(names, 3), TypeError, "task 'a'"),
+    ],
+)
+def test_a_scheme_that_leaves_out_a_task_is_named(features, error, match):
+    class Partial(keras_mtl.sharing.Sharing):
+        def build(self, inputs, trunk, task_names):
+            return features(inputs, task_names)
+
+    tasks = [keras_mtl.Task("a"), keras_mtl.Task("b")]
+    with pytest.raises(error, match=f"Partial.build.*{match}"):
+        keras_mtl.build_mtl_model(
+            keras.Input((4,), name="x"), tasks, sharing=Partial()
+        )
+
+
 def test_registering_a_taken_name_or_a_non_sharing_class_raises(registry):
     with pytest.raises(ValueError, match="'hard' is already taken"):
         keras_mtl.sharing.register(ProjectedSharing, name="hard")

@@ -53,6 +53,9 @@ def test_task_with_layer_head_round_trip():
         ({"name": "a", "metrics": ["acuracy"]}, ValueError, "Task 'a'.*metric"),
         ({"name": "a", "metrics": [3]}, TypeError, "Task 'a'.*metric"),
         ({"name": "a", "activation": "sigmod"}, ValueError, "Task 'a'.*activ"),
+        ({"name": "a", "missing_label": "-1"}, TypeError, "Task 'a'.*missing"),
+        ({"name": "a", "missing_label": True}, TypeError, "Task 'a'.*missing"),
+        ({"name": "a", "missing_label": float("nan")}, TypeError, "NaN"),
     ],
 )
 def test_task_rejects_bad_arguments(kwargs, error, match):
