@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.py setup.cfg | cksum | cut -d' ' -f1)
 
-.PHONY: install test test-slow demo lint benchmark clean
+.PHONY: install test test-slow demo docs lint benchmark clean
 
 $(STAMP): setup.py setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ test-slow: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python recipes/multi_mnist.py
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
 lint: $(STAMP)
 	$(BIN)/ruff check keras_mtl tests recipes benchmarks
 
@@ -30,4 +33,4 @@ benchmark: $(STAMP)
 	for script in benchmarks/[!_]*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build site *.egg-info

@@ -8,6 +8,7 @@ version = {}
 exec((HERE / "keras_mtl" / "version.py").read_text(), version)
 
 TUNER = ["keras-tuner>=1.4.8", "tensorboard>=2.21.0"]
+DOCS = ["mkdocs>=1.6.1", "mkdocs-material>=9.8.2", "mkdocstrings-python>=2.0.11"]
 DATASETS = [
     "tensorflow-datasets>=4.9.10",
     "importlib_resources>=7.1.0",
@@ -26,7 +27,11 @@ setup(
         "datasets": DATASETS,
         "test": TUNER
         + DATASETS
+        + DOCS
         + ["pytest>=9.0", "pytest-xdist>=3.8", "matplotlib>=3.11", "pandas>=3.1", "ruff>=0.17"],
-        "docs": ["matplotlib>=3.11"],
+        "docs": DOCS + ["matplotlib>=3.11"],
+        # `keras.utils.plot_model` also needs Graphviz's `dot` program,
+        # which comes from the system's packages, not from pip.
+        "plot": ["pydot>=4.0.1"],
     },
 )
