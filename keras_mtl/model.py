@@ -12,7 +12,6 @@ from keras_mtl import logs
 from keras_mtl import structure
 from keras_mtl import weighting as weighting_module
 from keras_mtl.data import checks
-from keras_mtl.data import mixture
 from keras_mtl.structure import check_tasks
 from keras_mtl.tasks import Task
 
@@ -467,21 +466,15 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         dataset is used, with its `steps_per_epoch` unless given. The other
         arguments are those of `keras.Model.fit`.
         """
-        x = mixture.unpack(x, y, kwargs, "steps_per_epoch", self)
-        sample_weight = checks.check(
-            self, self._task_loss_fns, x, y, sample_weight, "x"
+        x, sample_weight = checks.fit_arguments(
+            self,
+            self._task_loss_fns,
+            x,
+            y,
+            sample_weight,
+            kwargs,
+            "steps_per_epoch",
         )
-        if "validation_data" in kwargs:
-            kwargs["validation_data"] = mixture.unpack(
-                kwargs["validation_data"],
-                None,
-                kwargs,
-                "validation_steps",
-                self,
-            )
-            checks.check_validation(
-                self, self._task_loss_fns, kwargs["validation_data"]
-            )
         return super().fit(
             x=x,
             y=y,
@@ -496,15 +489,10 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
     def evaluate(self, x=None, y=None, sample_weight=None, **kwargs):
         """`keras.Model.evaluate`, with array labels checked and a
         `keras_mtl.data.Mixture` accepted as in `fit`."""
-        x = mixture.unpack(x, y, kwargs, "steps", self)
-        return super().evaluate(
-            x=x,
-            y=y,
-            sample_weight=checks.check(
-                self, self._task_loss_fns, x, y, sample_weight, "x"
-            ),
-            **kwargs,
+        x, sample_weight = checks.fit_arguments(
+            self, self._task_loss_fns, x, y, sample_weight, kwargs, "steps"
         )
+        return super().evaluate(x=x, y=y, sample_weight=sample_weight, **kwargs)
 
     def get_config(self):
         config = super().get_config()

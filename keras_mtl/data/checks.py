@@ -10,6 +10,22 @@ import tensorflow as tf
 
 from keras_mtl import labels
 from keras_mtl import masking
+from keras_mtl.data import mixture
+
+
+def fit_arguments(model, loss_fns, x, y, sample_weight, kwargs, steps):
+    """`x` and `sample_weight` for `MTLModel.fit` (`steps` is
+    `"steps_per_epoch"`) or `evaluate` (`"steps"`), checked, with a
+    `Mixture` unpacked; `kwargs["validation_data"]` likewise, in place."""
+    x = mixture.unpack(x, y, kwargs, steps, model)
+    sample_weight = check(model, loss_fns, x, y, sample_weight, "x")
+    if kwargs.get("validation_data") is not None:
+        validation = mixture.unpack(
+            kwargs["validation_data"], None, kwargs, "validation_steps", model
+        )
+        check_validation(model, loss_fns, validation)
+        kwargs["validation_data"] = validation
+    return x, sample_weight
 
 
 def check(model, loss_fns, x, y, sample_weight, argument):
