@@ -32,6 +32,9 @@ class Mixture:
         exhaustion: `"repeat"`, `"once"`, `"largest"` or `"first"`.
         order: `None`, `"round_robin"` or `"sequential"`.
         batch_size: int.
+        label_specs: dict `{task: (tf.TensorSpec, fill)}`: each task's
+            label spec, and the value that fills its labels in the batches
+            of sources that do not label it (`None` if every source does).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class Mixture:
         order,
         batch_size,
         task_names,
+        label_specs=None,
     ):
         self.dataset = dataset
         self.steps_per_epoch = steps_per_epoch
@@ -55,6 +59,7 @@ class Mixture:
         self.order = order
         self.batch_size = batch_size
         self.task_names = list(task_names)
+        self.label_specs = label_specs
 
     @property
     def source_names(self):

@@ -37,6 +37,15 @@ def _filler(source, label_specs):
     return fill
 
 
+def source_batch(mixture, index, size):
+    """The first `size` examples of `mixture.sources[index]`, as one batch
+    `(x, {task: y})` with every task's labels (filled as `mix` fills
+    them)."""
+    source = mixture.sources[index]
+    dataset = source.dataset.batch(size).take(1)
+    return next(iter(dataset.map(_filler(source, mixture.label_specs))))
+
+
 def _source_dataset(source, label_specs, batch_size, layout, repeat, buffer):
     """A source shuffled, filled, and batched (homogeneous) or not (mixed).
 
@@ -416,4 +425,5 @@ def mix(
         order=order,
         batch_size=batch_size,
         task_names=list(tasks),
+        label_specs=label_specs,
     )
