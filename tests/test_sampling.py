@@ -740,3 +740,46 @@ def test_bad_input_is_rejected_with_a_clear_error():
                 build()
         except BaseException as e:  # name the case that failed
             raise AssertionError(f"case {index} ({match!r}): {e}") from None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(layout="mixed", exhaustion="once"),
+        dict(layout="homogeneous", exhaustion="once"),
+        dict(layout="mixed", exhaustion="once", order="round_robin"),
+        dict(layout="homogeneous", exhaustion="largest", order="round_robin"),
+        dict(layout="mixed", exhaustion="once", order="sequential"),
+        dict(layout="homogeneous", exhaustion="once", order="sequential"),
+    ],
+)
+def test_drop_remainder_gives_full_batches_and_counts_them(kwargs):
+    # Sizes 70 and 30 with batches of 16: 6 examples too many in all
+    # (100 = 6 * 16 + 4), and 70 = 4 * 16 + 6, 30 = 16 + 14 per source.
+    sources = [_id_source(0, 70), _id_source(1, 30)]
+    kept = keras_mtl.data.mix(sources, ["reg"], 16, seed=0, **kwargs)
+    dropped = keras_mtl.data.mix(
+        sources, ["reg"], 16, seed=0, drop_remainder=True, **kwargs
+    )
+    batches = _take(dropped)
+    assert {len(b) for b in batches} == {16}
+    assert len(batches) == dropped.steps_per_epoch
+    expected = {
+        ("mixed", "once"): (7, 6),
+        ("homogeneous", "once"): (2 + 5, 1 + 4),  # 5 + 2 batches vs 4 + 1
+        ("homogeneous", "largest"): (10, 8),  # round robin to A's last
+    }
+    layout = kwargs["layout"]
+    key = (layout, kwargs["exhaustion"] if layout == "homogeneous" else "once")
+    assert (kept.steps_per_epoch, dropped.steps_per_epoch) == expected[key]
+    assert dropped.dataset.element_spec[0].shape[0] == 16
+
+
+def test_drop_remainder_with_a_source_smaller_than_a_batch_is_an_error():
+    sources = [_id_source(0, 70), _id_source(1, 10)]
+    with pytest.raises(ValueError, match=r"\['s1'\] have fewer than"):
+        keras_mtl.data.mix(
+            sources, ["reg"], 16, layout="homogeneous", drop_remainder=True
+        )
+    with pytest.raises(TypeError, match="`drop_remainder` must be True"):
+        keras_mtl.data.mix(sources, ["reg"], 16, drop_remainder=1)

@@ -46,7 +46,9 @@ def source_batch(mixture, index, size):
     return next(iter(dataset.map(_filler(source, mixture.label_specs))))
 
 
-def _source_dataset(source, label_specs, batch_size, layout, repeat, buffer):
+def _source_dataset(
+    source, label_specs, batch_size, layout, repeat, buffer, drop=False
+):
     """A source shuffled, filled, and batched (homogeneous) or not (mixed).
 
     Labels are filled a batch at a time, then unbatched for the mixed
@@ -65,7 +67,8 @@ def _source_dataset(source, label_specs, batch_size, layout, repeat, buffer):
     complete = source.labels_dict and set(source.tasks) == set(label_specs)
     if layout == "mixed" and complete:
         return ds
-    ds = ds.batch(batch_size)
+    # The mixed layout batches only to fill the labels: nothing to drop.
+    ds = ds.batch(batch_size, drop_remainder=drop and layout != "mixed")
     if not complete:
         ds = ds.map(_filler(source, label_specs))
     return ds.unbatch() if layout == "mixed" else ds
@@ -130,6 +133,7 @@ def mix(
     shuffle=True,
     seed=None,
     order=None,
+    drop_remainder=False,
 ):
     """Mixes per-task datasets into one dataset of multi-task batches.
 
@@ -223,6 +227,13 @@ def mix(
             (mixed) or a batch (homogeneous) each, or come one after the
             other. `"sequential"` takes exhaustion `"once"` or `"repeat"`.
             Defaults to `None` (random draws).
+        drop_remainder: bool. Whether a batch of fewer than `batch_size`
+            examples is dropped: the last one of each source's pass
+            (homogeneous), or of the epoch (mixed, with an exhaustion that
+            ends it). Every batch then has the static shape `batch_size`,
+            which XLA (`jit_compile`) compiles once and TPUs require; an
+            epoch counts `floor` instead of `ceil` batches. Defaults to
+            `False`.
 
     Returns:
         A `keras_mtl.data.Mixture`: `mixture.dataset` to train on,
@@ -279,6 +290,11 @@ def mix(
             f"`batch_size` must be an int >= 1. Received: {batch_size!r}"
         )
     batch_size = int(batch_size)
+    if not isinstance(drop_remainder, bool):
+        raise TypeError(
+            "`drop_remainder` must be True or False. "
+            f"Received: drop_remainder={drop_remainder!r}"
+        )
     validation.check_choice(layout, LAYOUTS, "layout")
     validation.check_choice(exhaustion, EXHAUSTIONS, "exhaustion")
     validation.check_choice(order, ORDERS, "order", allow_none=True)
@@ -340,7 +356,13 @@ def mix(
 
     def prepared(i, repeat):
         return _source_dataset(
-            sources[i], label_specs, batch_size, layout, repeat, buffers[i]
+            sources[i],
+            label_specs,
+            batch_size,
+            layout,
+            repeat,
+            buffers[i],
+            drop_remainder,
         )
 
     def restarts(i):
@@ -349,14 +371,26 @@ def mix(
         )
 
     # Units drawn: examples (mixed) or batches (homogeneous) per source.
+    batches = (
+        (lambda n: n // batch_size)
+        if drop_remainder
+        else (lambda n: math.ceil(n / batch_size))
+    )
     units = None
     if all(n is not None for n in sizes):
-        units = [math.ceil(n / batch_size) if homogeneous else n for n in sizes]
+        units = [batches(n) if homogeneous else n for n in sizes]
+        if homogeneous and drop_remainder and 0 in units:
+            small = [s.name for s, u in zip(sources, units) if u == 0]
+            raise ValueError(
+                f"Sources {small} have fewer than batch_size={batch_size} "
+                "examples: with drop_remainder=True and "
+                "layout='homogeneous' they give no batch."
+            )
 
     def to_steps(count):
         if count is None or homogeneous:
             return count
-        return math.ceil(count / batch_size)
+        return batches(count)
 
     rates_variable = None
     steps = None
@@ -365,7 +399,7 @@ def mix(
         for i in range(1, len(sources)):
             dataset = dataset.concatenate(prepared(i, False))
         if not homogeneous:
-            dataset = dataset.batch(batch_size)
+            dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
         steps = to_steps(sum(units)) if units else None
         if exhaustion == "repeat":
             dataset = dataset.repeat()
@@ -402,7 +436,7 @@ def mix(
                 stop_on_empty_dataset=True,
             )
         if not homogeneous:
-            dataset = dataset.batch(batch_size)
+            dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     if exhaustion == "repeat":
         if steps_per_epoch is not None:
             steps = steps_per_epoch
