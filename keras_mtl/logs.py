@@ -1,5 +1,7 @@
 """What a multi-task model logs: the trackers of its step, as one metric."""
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
@@ -225,6 +227,26 @@ def fit_callbacks(callbacks, model):
     """`callbacks` for `model.fit` (a list or a
     `keras.callbacks.CallbackList`), with the model's own first: the
     weighting's `EpochEnd` and `MonitorModes`."""
+    listed = (
+        callbacks.callbacks
+        if isinstance(callbacks, keras.callbacks.CallbackList)
+        else keras.tree.flatten(callbacks)
+        if callbacks
+        else []
+    )
+    for callback in listed:
+        if isinstance(callback, keras.callbacks.BackupAndRestore) and (
+            callback.save_freq != "epoch"
+        ):
+            warnings.warn(
+                f"BackupAndRestore(save_freq={callback.save_freq!r}) restores "
+                "the weights, optimizer and weighting state of its last save, "
+                "but Keras restarts the interrupted epoch at batch 0: the "
+                "batches of that epoch trained before the save run twice "
+                "(and count twice in its logs and epoch statistics). "
+                "save_freq='epoch' resumes exactly.",
+                stacklevel=3,
+            )
     if isinstance(callbacks, keras.callbacks.CallbackList):
         hooks = [EpochEnd(model.weighting), MonitorModes(callbacks.callbacks)]
         for hook in hooks:

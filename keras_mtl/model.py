@@ -456,7 +456,9 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
 
         A callback that calls `self.weighting.on_epoch_end(logs)` runs first
         among the callbacks at each epoch end, so that checkpoints such as
-        `BackupAndRestore` see the weighting state of the next epoch.
+        `BackupAndRestore` see the weighting state of the next epoch
+        (a `BackupAndRestore` with an integer `save_freq` gets a warning:
+        Keras restarts an interrupted epoch at batch 0).
         Callbacks that monitor a per-task log with `mode="auto"`
         (`EarlyStopping`, `ModelCheckpoint`, `ReduceLROnPlateau`) get its
         direction from the model (`logs.MonitorModes`). The data is
