@@ -17,7 +17,15 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-RUN_HERE = ["README.md", "docs/index.md", "docs/evaluation_and_tuning.md"]
+RUN_HERE = [
+    "README.md",
+    "docs/quickstart.md",
+    "docs/sharing.md",
+    "docs/weighting.md",
+    "docs/gradient_methods.md",
+    "docs/distributed.md",
+    "docs/evaluation_and_tuning.md",
+]
 RUN_ELSEWHERE = ["docs/extending.md", "docs/multi_dataset.md"]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
