@@ -213,25 +213,60 @@ def plot(results, path):
     plt.close(fig)
 
 
-def main(argv=None):
-    """Runs the experiment; returns `(results, params)` as `run` does."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--learning-rate", type=float, default=1e-2)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument(
-        "--correlations", type=float, nargs="+", default=[1.0, 0.9, 0.5]
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--n-train", type=int, default=10000)
-    parser.add_argument("--output-dir", default="/tmp/mmoe_synthetic")
-    parser.add_argument("--n-test", type=int, default=1000)
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=30,
+        help="most epochs per model; training stops early on validation",
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=1e-2, help="Adam's step size"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="one run per seed: its data and initial weights",
+    )
+    parser.add_argument(
+        "--correlations",
+        type=float,
+        nargs="+",
+        default=[1.0, 0.9, 0.5],
+        help="task correlations p to train at, each in [0, 1]",
+    )
+    parser.add_argument(
+        "--n-train", type=int, default=10000, help="training rows per run"
+    )
+    parser.add_argument(
+        "--output-dir",
+        default="/tmp/mmoe_synthetic",
+        help="where the plot is saved",
+    )
+    parser.add_argument(
+        "--n-test",
+        type=int,
+        default=1000,
+        help="rows of the validation set and, as many, of the test set",
+    )
     parser.add_argument(
         "--scale",
         type=float,
         default=0.3,
         help="c, the norm of w_k: larger makes the sines less linear",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    """Runs the experiment; returns `(results, params)` as `run` does."""
+    args = build_parser().parse_args(argv)
     os.makedirs(args.output_dir, exist_ok=True)
     start = time.time()
     results, params = run(

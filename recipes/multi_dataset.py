@@ -278,39 +278,96 @@ def plot_mix(runs, proportional, path):
     return path
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--num-left", type=int, default=8000)
-    parser.add_argument("--num-right", type=int, default=800)
-    parser.add_argument("--num-test", type=int, default=2000)
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated sampling methods to train",
+    )
+    parser.add_argument(
+        "--num-left",
+        type=int,
+        default=8000,
+        help="pairs of the left-digit dataset",
+    )
+    parser.add_argument(
+        "--num-right",
+        type=int,
+        default=800,
+        help="pairs of the right-digit dataset",
+    )
+    parser.add_argument(
+        "--num-test",
+        type=int,
+        default=2000,
+        help="test pairs, with both labels",
+    )
     parser.add_argument(
         "--right-digits",
         type=int,
         default=1000,
         help="digit images in the right pool (the left pool gets the rest)",
     )
-    parser.add_argument("--test-digits", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument(
+        "--test-digits",
+        type=int,
+        default=1000,
+        help="digit images in the test pool",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=8, help="training epochs per model"
+    )
     parser.add_argument(
         "--steps-per-epoch",
         type=int,
         default=None,
-        help="defaults to one pass's worth: ceil((n_l + n_r) / batch)",
+        help="None is one pass's worth: ceil((n_l + n_r) / batch)",
     )
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", default=DEFAULT_PLOT)
     parser.add_argument(
-        "--no-plot", dest="plot", action="store_const", const=None
+        "--batch-size", type=int, default=64, help="training batch size"
     )
-    parser.add_argument("--verbose", type=int, default=0)
+    parser.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="Adam's step size"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the digit split, the pairs, the weights and the draws",
+    )
+    parser.add_argument(
+        "--plot",
+        default=DEFAULT_PLOT,
+        help="PNG file of the delivered mix per epoch",
+    )
+    parser.add_argument(
+        "--no-plot",
+        dest="plot",
+        action="store_const",
+        const=None,
+        default=False,
+        help="save no plot",
+    )
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        default=0,
+        help="fit's verbosity: 0 silent, 1 progress bar, 2 a line an epoch",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
         help=f"a reduced run: {QUICK} unless given",
     )
+    return parser
+
+
+def parse_args(argv):
+    parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--quick" in argv:
         parser.set_defaults(**QUICK)

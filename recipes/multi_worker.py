@@ -108,14 +108,41 @@ def launch(num_workers, weighting, epochs, timeout):
     print(f"all workers hold the same weights: {same}")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", action="store_true")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--weighting", default="pcgrad")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--timeout", type=int, default=300)
-    args = parser.parse_args()
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--worker",
+        action="store_true",
+        help="train as one worker of the cluster that TF_CONFIG describes",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="local workers to start (without --worker)",
+    )
+    parser.add_argument(
+        "--weighting",
+        default="pcgrad",
+        help="weighting method, a name that keras_mtl.weighting.get takes",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="training epochs per worker"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=int,
+        default=300,
+        help="seconds to wait for each local worker (without --worker)",
+    )
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.worker:
         train(args.weighting, args.epochs)
     else:

