@@ -477,6 +477,12 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             kwargs,
             "steps_per_epoch",
         )
+        if self.optimizer is not None and not self.optimizer.built:
+            # Eagerly: built in the traced step, each slot variable is
+            # lifted out of the graph under a condition (29 s of the first
+            # step's 153 s at 120 tasks).
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
         return super().fit(
             x=x,
             y=y,
