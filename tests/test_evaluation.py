@@ -381,7 +381,7 @@ def test_single_task_baselines_are_the_spec_cut_to_one_task():
         optimizer=keras.optimizers.SGD(0.05),
     )
     budget = dict(epochs=2, batch_size=16, shuffle=False)
-    keras.utils.set_random_seed(3)
+    keras.utils.set_random_seed(1337)
     results, models = evaluation.train_single_task_baselines(
         tasks[:1],
         x,
@@ -395,7 +395,7 @@ def test_single_task_baselines_are_the_spec_cut_to_one_task():
         models["reg"].weighting, keras_mtl.weighting.EqualWeighting
     )
     assert int(models["reg"].optimizer.iterations) == 6
-    keras.utils.set_random_seed(3)
+    keras.utils.set_random_seed(1337)
     model = spec.build(tasks[:1], weighting="equal")
     model.fit(x, {"reg": y["reg"]}, verbose=0, **budget)
     expected = model.evaluate(
@@ -403,6 +403,155 @@ def test_single_task_baselines_are_the_spec_cut_to_one_task():
     )
     assert results["reg"]["mae"] == pytest.approx(expected["reg_mae"], 1e-6)
     assert results["reg"]["loss"] == pytest.approx(expected["reg_loss"], 1e-6)
+
+
+class _LogReader(keras.callbacks.Callback):
+    """Reads one log each epoch, as a callback written for one task does."""
+
+    def __init__(self, key):
+        super().__init__()
+        self.key = key
+        self.values = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.values.append(logs[self.key])
+
+
+def _two_baselines(**kwargs):
+    x, y = testing.tiny_data(n=48)
+    x_val, y_val = testing.tiny_data(n=32, seed=1)
+    kwargs.setdefault("optimizer", keras.optimizers.Adam(0.3))
+    kwargs.setdefault("validation_data", (x_val, y_val))
+    kwargs.setdefault("epochs", 3)
+    return evaluation.train_single_task_baselines(
+        testing.tiny_tasks()[:2],
+        x,
+        y,
+        inputs=keras.Input((8,), name="x"),
+        trunk=[8],
+        batch_size=16,
+        compile_kwargs={"run_eagerly": True},
+        return_models=True,
+        **kwargs,
+    )
+
+
+def test_single_task_baselines_give_each_fit_its_own_callbacks():
+    readers = {
+        "reg": [_LogReader("val_reg_loss")],
+        "binary": [_LogReader("val_binary_accuracy")],
+    }
+    _, models = _two_baselines(callbacks=readers)
+    for name, (reader,) in readers.items():
+        assert reader.model is models[name]
+        assert reader.values == models[name].history.history[reader.key]
+        assert len(reader.values) == 3
+
+    made = []
+
+    def make(task):
+        made.append(task)
+        return [_LogReader(f"val_{task}_loss")]
+
+    _two_baselines(callbacks=make, epochs=1)
+    assert made == ["reg", "binary"]
+
+    # A list is copied for each fit; what was passed is left untouched.
+    trained = []
+
+    class Reader(_LogReader):
+        def on_train_begin(self, logs=None):
+            trained.append(self)
+
+    reader = Reader("val_loss")
+    _, models = _two_baselines(callbacks=[reader], epochs=1)
+    assert reader.model is None and reader.values == []
+    assert [c.model for c in trained] == list(models.values())
+    for copied, model in zip(trained, models.values()):
+        assert copied.values == model.history.history["val_loss"]
+        assert len(copied.values) == 1
+
+
+def test_single_task_baselines_restore_best_epoch():
+    keras.utils.set_random_seed(1337)
+    results, models = _two_baselines(
+        restore_best=True, monitor={"reg": "mae", "binary": "accuracy"}
+    )
+    reg = models["reg"].history.history
+    binary = models["binary"].history.history
+    # Adam(0.3) overshoots: reg's MAE is best at epoch 1 of 0-2, lower is
+    # better; binary's accuracy is best (highest) at the last epoch.
+    assert int(np.argmin(reg["val_reg_mae"])) == 1
+    assert int(np.argmax(binary["val_binary_accuracy"])) == 2
+    assert results["reg"] == pytest.approx(
+        {"loss": reg["val_reg_loss"][1], "mae": reg["val_reg_mae"][1]},
+        rel=1e-5,
+    )
+    assert results["binary"] == pytest.approx(
+        {
+            "loss": binary["val_binary_loss"][2],
+            "accuracy": binary["val_binary_accuracy"][2],
+        },
+        rel=1e-5,
+    )
+    # The returned models hold those epochs' weights.
+    x_val, y_val = testing.tiny_data(n=32, seed=1)
+    again = evaluation.evaluate_tasks(
+        models["reg"], x_val, {"reg": y_val["reg"]}
+    )
+    assert again["reg"] == pytest.approx(results["reg"], rel=1e-5)
+
+    # The same run scored at its last epoch.
+    keras.utils.set_random_seed(1337)
+    last, _ = _two_baselines()
+    assert last["reg"]["mae"] == pytest.approx(reg["val_reg_mae"][2], 1e-5)
+    assert last["reg"]["mae"] > results["reg"]["mae"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (
+            {"callbacks": [keras.callbacks.EarlyStopping("val_reg_loss")]},
+            ValueError,
+            "monitors `val_reg_loss`, a log of task 'reg' only",
+        ),
+        (
+            {"callbacks": {"reg": [_LogReader("x")], "c": []}},
+            ValueError,
+            r"unknown tasks \['c'\]",
+        ),
+        (
+            {"callbacks": lambda task: [_SHARED]},
+            ValueError,
+            "of tasks 'reg' and 'binary'",
+        ),
+        ({"callbacks": {"reg": ["stop"]}}, TypeError, "of task 'reg' must"),
+        ({"callbacks": 3}, TypeError, "`callbacks` must be"),
+        ({"monitor": "mae"}, ValueError, "goes with `restore_best=True`"),
+        (
+            {"restore_best": True, "validation_data": None},
+            ValueError,
+            "pass `validation_data`",
+        ),
+        (
+            {"restore_best": True, "monitor": {"c": "mae"}},
+            ValueError,
+            r"`monitor` names unknown tasks \['c'\]",
+        ),
+        (
+            {"restore_best": True, "monitor": "val_reg_mae"},
+            ValueError,
+            "lack `val_reg_val_reg_mae`",
+        ),
+    ],
+)
+def test_single_task_baselines_bad_callbacks_and_monitor(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        _two_baselines(**kwargs)
+
+
+_SHARED = _LogReader("val_loss")
 
 
 @pytest.mark.parametrize(

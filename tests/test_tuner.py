@@ -266,6 +266,10 @@ def test_hypermodel_bad_arguments(kwargs, error, match):
         _hypermodel(**kwargs)
 
 
+def _statuses(tuner):
+    return [t.status for t in tuner.oracle.trials.values()]
+
+
 def test_search_needs_validation_data(tmp_path):
     hypermodel = _hypermodel()
     tuner = kt.RandomSearch(
@@ -273,11 +277,76 @@ def test_search_needs_validation_data(tmp_path):
         objective=hypermodel.objective,
         max_trials=1,
         directory=str(tmp_path),
-        max_consecutive_failed_trials=1,
     )
     x, y = testing.tiny_data(n=16)
-    with pytest.raises(Exception, match="pass `validation_data="):
+    # It stops the search: not a failed trial and a search that ends.
+    with pytest.raises(ValueError, match="pass `validation_data="):
         tuner.search(x, y, epochs=1, verbose=0)
+    assert _statuses(tuner) == ["RUNNING"]
+
+
+@pytest.mark.parametrize(
+    "objective, match",
+    [
+        (None, "no objective: pass `objective=hypermodel.objective`"),
+        ("val_loss", r"tunes the weights of \['reg', 'binary', 'multi'\]"),
+        (
+            [kt.Objective("val_reg_mae", "min"), "val_loss"],
+            "`val_loss` is the sum of the task losses",
+        ),
+        (
+            kt.Objective("val_mean_log_metric", "min"),
+            "`val_mean_log_metric` is to be maximised",
+        ),
+    ],
+    ids=["none", "val_loss", "list_with_val_loss", "minimised"],
+)
+def test_search_refuses_objectives_it_cannot_score(objective, match, tmp_path):
+    hypermodel = _hypermodel()
+    tuner = kt.RandomSearch(
+        hypermodel, objective=objective, max_trials=1, directory=str(tmp_path)
+    )
+    x, y = testing.tiny_data(n=16)
+    with pytest.raises(ValueError, match=match):
+        tuner.search(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    # Raised by the first trial's `fit`, before any training.
+    assert _statuses(tuner) == ["RUNNING"]
+
+
+def test_search_on_val_loss_with_fixed_loss_weights_warns(tmp_path):
+    # Nothing that rescales the loss is tuned: `val_loss` compares trials,
+    # a deliberate choice, with a warning about what it scores.
+    hypermodel = _hypermodel(
+        tuned_tasks=[],
+        sharing_modes=["hard"],
+        compile_kwargs={"run_eagerly": True},
+    )
+    tuner = kt.RandomSearch(
+        hypermodel, objective="val_loss", max_trials=1, directory=str(tmp_path)
+    )
+    x, y = testing.tiny_data(n=16)
+    x_val, y_val = testing.tiny_data(n=16, seed=1)
+    with pytest.warns(UserWarning, match="largest loss scale dominates"):
+        tuner.search(x, y, validation_data=(x_val, y_val), epochs=1, verbose=0)
+    (trial,) = tuner.oracle.get_best_trials()
+    assert trial.status == "COMPLETED"
+    logs = tuner.get_best_models()[0].evaluate(
+        x_val, y_val, batch_size=16, return_dict=True, verbose=0
+    )
+    total = logs["reg_loss"] + logs["binary_loss"] + logs["multi_loss"]
+    assert trial.score == pytest.approx(logs["loss"], rel=1e-5)
+    assert logs["loss"] == pytest.approx(total, rel=1e-5)
+
+
+def test_check_tuner_objective_accepts_the_models_logs():
+    hypermodel = _hypermodel()
+    for objective in (
+        hypermodel.objective,
+        kt.Objective("mean_log_metric", "max"),
+        kt.Objective("val_reg_mae", "min"),
+        kt.Objective("val_reg_loss", "min"),
+    ):
+        assert hypermodel.check_tuner_objective(objective) is None
 
 
 def test_hypermodel_needs_inputs_or_build_fn():

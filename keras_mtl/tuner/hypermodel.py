@@ -1,5 +1,7 @@
 """`MTLHyperModel`: a keras-tuner HyperModel of multi-task models."""
 
+import warnings
+
 import keras
 import keras_tuner
 
@@ -15,6 +17,24 @@ from keras_mtl.tasks import Task
 from keras_mtl.tuner.objective import MultiTaskObjective
 from keras_mtl.tuner.objective import default_objective_metrics
 from keras_mtl.tuner.search_space import Choices
+
+# Logs whose value is the sum of the task losses times the loss weights.
+_SUMMED_LOSSES = ("loss", "val_loss")
+
+
+def _members(objective):
+    """The objectives of a keras-tuner (multi-)objective."""
+    return list(getattr(objective, "objectives", None) or [objective])
+
+
+def _running_tuner_objective(callbacks):
+    """The objective of the tuner whose callbacks these are, if any."""
+    # `Tuner.run_trial` adds a callback holding the tuner to every fit.
+    for callback in callbacks:
+        tuner = getattr(callback, "tuner", None)
+        if isinstance(tuner, keras_tuner.Tuner):
+            return tuner.oracle.objective
+    return None
 
 
 def _model_source(spec, inputs, trunk, build_fn):
@@ -99,7 +119,10 @@ class MTLHyperModel(keras_tuner.HyperModel):
     puts first among the callbacks, Delta_m% against the baselines when it
     has them, else the mean log-metric (see `MultiTaskObjective`). It works
     with `RandomSearch`, `BayesianOptimization` and `Hyperband`, and
-    `get_best_models()` returns `MTLModel`s.
+    `get_best_models()` returns `MTLModel`s. Before the first trial trains,
+    `fit` stops the search with a `ValueError` if the tuner has no
+    objective, or scores `val_loss` while loss weights are tuned (see
+    `check_tuner_objective`), or if there is no validation data.
 
     Args:
         inputs: `keras.Input` or a dict/list of them: short for
@@ -317,18 +340,116 @@ class MTLHyperModel(keras_tuner.HyperModel):
         return model
 
     def fit(self, hp, model, *args, **kwargs):
-        """Fits `model`, with the objective callback first in line."""
-        if kwargs.get("validation_data") is None and not kwargs.get(
-            "validation_split"
-        ):
-            raise ValueError(
-                f"The objective `{self.objective.name}` is computed on "
-                "validation data: pass `validation_data=` (or "
-                "`validation_split=`) to `tuner.search`."
-            )
+        """Fits `model`, with the objective callback first in line.
+
+        Under a tuner, the tuner's objective is checked first (see
+        `check_tuner_objective`); the errors raised are
+        `keras_tuner.errors.FatalValueError`s, which are `ValueError`s that
+        stop the search rather than fail one trial after another.
+
+        Args:
+            hp: `keras_tuner.HyperParameters` of the trial.
+            model: the `MTLModel` that `build(hp)` returned.
+            *args: passed to `model.fit`.
+            **kwargs: passed to `model.fit`, with `callbacks` (the tuner's
+                among them) after the objective callback.
+
+        Returns:
+            The `keras.callbacks.History` of `model.fit`.
+
+        Raises:
+            ValueError: if the tuner's objective is not one this
+                hypermodel can score, or if there is no `validation_data`
+                (nor `validation_split`) for an objective on validation
+                data.
+        """
         callbacks = list(kwargs.pop("callbacks", None) or [])
+        objective = _running_tuner_objective(callbacks)
+        if objective is not None:
+            self.check_tuner_objective(objective)
+        needs_validation = objective is None or any(
+            o.name.startswith("val_") for o in _members(objective)
+        )
+        if (
+            needs_validation
+            and kwargs.get("validation_data") is None
+            and not kwargs.get("validation_split")
+        ):
+            name = self.objective.name if objective is None else objective.name
+            raise keras_tuner.errors.FatalValueError(
+                f"The objective `{name}` is computed on validation data: "
+                "pass `validation_data=` (or `validation_split=`) to "
+                "`tuner.search`."
+            )
         callbacks.insert(0, self.objective_callback)
         return model.fit(*args, callbacks=callbacks, **kwargs)
+
+    def check_tuner_objective(self, objective):
+        """Checks that a tuner's objective is one this hypermodel can score.
+
+        `fit` calls it with the objective of the tuner running the trial,
+        before training: a mistake stops the search at its first trial.
+        Any log of the models is accepted (`val_<task>_<metric>`, ...),
+        except:
+
+        - no objective (keras-tuner's default, which expects `fit` to
+          return one float): an error, pass `objective=hypermodel.objective`;
+        - the score of `hypermodel.objective` (with or without `val_`)
+          with `direction="min"`: an error;
+        - `loss` or `val_loss` (also as members of a list objective): the
+          sum of the task losses times the trial's loss weights, so when
+          loss weights are tuned (`tuned_tasks`, by default all tasks) the
+          smallest weights would win: an error. With `tuned_tasks=[]` the
+          weights are fixed and the sum is comparable across trials:
+          allowed, with a warning that the task with the largest loss
+          scale dominates it.
+
+        Args:
+            objective: `keras_tuner.Objective`, e.g. `tuner.oracle.objective`.
+
+        Raises:
+            ValueError: in the cases above (as
+                `keras_tuner.errors.FatalValueError`).
+
+        Example:
+
+        ```python
+        hypermodel.check_tuner_objective(tuner.oracle.objective)
+        ```
+        """
+        expected = self.objective
+        # keras-tuner's `DefaultObjective`, the one of a tuner made without.
+        if objective.name == "default_objective":
+            raise keras_tuner.errors.FatalValueError(
+                "The tuner has no objective: pass "
+                "`objective=hypermodel.objective` (here "
+                f"`{expected.name}`, maximised) to the tuner."
+            )
+        for member in _members(objective):
+            scores = (expected.name, expected.name.removeprefix("val_"))
+            if member.name in scores and member.direction != "max":
+                raise keras_tuner.errors.FatalValueError(
+                    f"`{member.name}` is to be maximised; the tuner "
+                    "minimises it. Pass `objective=hypermodel.objective`."
+                )
+            if member.name not in _SUMMED_LOSSES:
+                continue
+            if self.tuned_tasks:
+                raise keras_tuner.errors.FatalValueError(
+                    f"The tuner's objective `{member.name}` is the sum of "
+                    "the task losses times their loss weights, and this "
+                    f"hypermodel tunes the weights of {self.tuned_tasks}: "
+                    "the smallest weights would win. Pass "
+                    f"`objective=hypermodel.objective` (`{expected.name}`), "
+                    "or `tuned_tasks=[]` to keep every task's loss weight."
+                )
+            warnings.warn(
+                f"The tuner's objective `{member.name}` scores the sum of "
+                "the task losses times their (fixed) loss weights, which "
+                "the task with the largest loss scale dominates. "
+                f"`hypermodel.objective` (`{expected.name}`) does not.",
+                stacklevel=2,
+            )
 
     def get_config(self):
         if self.build_fn is not None:
