@@ -306,3 +306,33 @@ def test_frank_wolfe_and_projection_compile_with_xla():
     for a, b in zip(graph, compiled):
         testing.assert_allclose(b, a, atol=1e-6)
     assert graph[0][1] == 0.0 and graph[1][1] == 0.0
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e30, 1e-30, 1e36, 1e-37])
+def test_stable_norm_at_every_float32_scale(scale):
+    # [[3, 4], [0, 12]]: sqrt(9 + 16 + 144) = 13, times the scale.
+    matrix = np.float32([[3.0, 4.0], [0.0, 12.0]]) * np.float32(scale)
+    norm = _run(solvers.stable_norm, matrix)
+    expected = 13.0 * np.float64(np.float32(scale))
+    testing.assert_allclose(norm, expected, rtol=2e-6, atol=0)
+
+
+def test_stable_norm_hand_cases():
+    assert _run(solvers.stable_norm, np.zeros((3, 3), "float32")) == 0.0
+    # Entries 36 decades apart: the small one is rounded away, not lost
+    # to underflow first and overflow after.
+    mixed = np.float32([1e30, -1e-30, 0.0])
+    testing.assert_allclose(_run(solvers.stable_norm, mixed), 1e30, rtol=1e-7)
+    vector = np.random.default_rng(9).normal(size=7).astype("float32")
+    testing.assert_allclose(
+        _run(solvers.stable_norm, vector),
+        np.linalg.norm(vector.astype("float64")),
+        rtol=1e-6,
+    )
+    # What `tf.norm` gives at those scales: the squares overflow and
+    # underflow in float32.
+    big = np.float32([[3.0, 4.0]]) * np.float32(1e30)
+    assert np.isinf(_run(tf.norm, big))
+    assert _run(tf.norm, big * np.float32(1e-60)) == 0.0
+    compiled = tf.function(solvers.stable_norm, jit_compile=True)
+    testing.assert_allclose(compiled(tf.constant(big)), 5e30, rtol=1e-6)

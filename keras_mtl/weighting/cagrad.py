@@ -54,6 +54,16 @@ class CAGrad(GradientWeighting):
     improvement within a ball of radius `c ||g_0||` around `g_0`; `c = 0`
     is the mean gradient.
 
+    The weights returned (and logged as `<task>_weight`) are those of
+    `d = sum_i w'_i g_i`, `w' = (1 / T + c ||g_0|| w / ||g_w||)` over the
+    rescaling; they do not depend on the scale of the gradients. When
+    `g_w` is zero (to 1e-8 of the largest task gradient: all of `w` on
+    tasks whose gradients are zero) it has no direction to move along, and
+    `d` is `g_0` whatever weight a zero gradient gets: the weights are then
+    the mean's, `1 / T` over the rescaling, not `c ||g_0|| / eps` on a zero
+    vector. A task with a zero gradient beside conflicting ones gets no
+    inner weight, so it too keeps `1 / T`.
+
     The inner problem is solved by projected gradient descent on the
     simplex with backtracking, on the Gram matrix.
 
@@ -127,7 +137,8 @@ class CAGrad(GradientWeighting):
         gram = tf.cast(gram, "float64")
         size = tf.reduce_sum(tf.cast(present, "float64"))
         # The minimiser does not change with the scale of the Gram matrix.
-        gram = gram / (tf.linalg.trace(gram) / size + 1e-20)
+        trace = tf.linalg.trace(gram)
+        gram = gram / tf.where(trace > 0.0, trace / size, 1.0)
         # The mean of the present tasks' gradients.
         mean = tf.where(present, 1.0 / size, tf.constant(0.0, "float64"))
         towards_mean = tf.linalg.matvec(gram, mean)
@@ -159,7 +170,14 @@ class CAGrad(GradientWeighting):
                 tf.tensordot(weights, tf.linalg.matvec(gram, weights), 1), 0.0
             )
         )
-        factor = self.c * mean_norm / (gw_norm + 1e-8)
+        # g_w = 0 (the inner weight on tasks whose gradients are zero) has
+        # no direction: d is g_0 whatever the weight of a zero gradient, so
+        # the weights are the mean's, not c ||g_0|| / eps on a zero vector.
+        largest = tf.sqrt(tf.reduce_max(tf.linalg.diag_part(gram)))
+        moves = gw_norm > 1e-8 * largest
+        factor = tf.where(
+            moves, self.c * mean_norm / tf.where(moves, gw_norm, 1.0), 0.0
+        )
         combined = mean + factor * weights
         if self.rescale == 1:
             combined = combined / (1.0 + self.c**2)

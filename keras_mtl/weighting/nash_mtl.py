@@ -19,17 +19,24 @@ class NashMTL(GradientWeighting):
 
     As in the authors' code, the Gram matrix is first divided by its
     Frobenius norm (`normalize=True`), so the weights solve
-    `(G G^T / ||G G^T||) alpha = 1 / alpha` and the update keeps the scale
-    of the gradients; with `normalize=False` they solve the equation
-    itself and the update has norm `sqrt(T)`.
+    `(G G^T / ||G G^T||) alpha = 1 / alpha`: they do not depend on the
+    scale of the gradients, and the update keeps that scale. With
+    `normalize=False` they solve the equation itself, so gradients `s`
+    times larger get weights `s` times smaller (`alpha_i = 1 / ||g_i||`
+    for orthogonal gradients) and the update has norm `sqrt(T)`. Either
+    way the Newton steps run on the normalised matrix, and the norm is
+    taken without squaring the entries (`solvers.stable_norm`), so Gram
+    matrices of any float32 scale (1e-30 to 1e30) give the weights of the
+    same problem at scale 1.
 
     Args:
         normalize: bool. Divide the Gram matrix by its Frobenius norm.
             Defaults to `True`.
         max_iterations: int. Newton steps. Defaults to `20`.
-        ridge: float. Added to the diagonal of the (normalised) Gram
-            matrix, so that a task with a zero gradient gets a finite
-            weight. Defaults to `1e-6`.
+        ridge: float. Added to the diagonal of the Gram matrix (the
+            normalised one with `normalize=True`), so that a task with a
+            zero gradient gets a finite weight, `1 / sqrt(ridge)`.
+            Defaults to `1e-6`.
         mode: str. `"param"` or `"rep"` (see `GradientWeighting`).
             Defaults to `"param"`.
         parallel_tasks: int or `None`. See `GradientWeighting`.
@@ -80,13 +87,19 @@ class NashMTL(GradientWeighting):
     def combine(self, gram, task_losses, step=0, present=None):
         size = self.num_tasks
         present = self.all_present(present)
-        if self.normalize:
-            gram = gram / (tf.norm(gram) + 1e-20)
+        # Solved on N = G G^T / s, s = ||G G^T||_F, of entries at most 1
+        # at any scale. Unnormalised, alpha = beta / sqrt(s) turns
+        # (s N + ridge I) alpha = 1 / alpha into
+        # (N + ridge / s I) beta = 1 / beta.
+        scale = solvers.stable_norm(gram)
+        scale = tf.where(scale > 0.0, scale, 1.0)
+        gram = gram / scale
+        ridge = self.ridge if self.normalize else self.ridge / scale
         # Absent tasks (zero rows) get an identity block: decoupled from
         # the present ones, whose system is then that of the present alone.
         pair = tf.logical_and(present[:, None], present[None, :])
         gram = tf.where(pair, gram, tf.eye(size))
-        gram = gram + self.ridge * tf.eye(size)
+        gram = gram + ridge * tf.eye(size)
         start = 1.0 / tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 1e-20))
 
         def step_fn(iteration, alpha):
@@ -103,6 +116,8 @@ class NashMTL(GradientWeighting):
             step_fn,
             (tf.constant(0), start),
         )
+        if not self.normalize:
+            alpha = alpha / tf.sqrt(scale)
         return tf.where(present, alpha, 0.0)
 
     def get_config(self):

@@ -31,6 +31,25 @@ def solve(matrix, vector, rcond=1e-6):
     return solution, ok
 
 
+def stable_norm(tensor):
+    """The Euclidean norm of all the entries, without squaring them raw.
+
+    `m sqrt(sum((x / m)^2))` with `m = max |x|`: the squares of entries
+    beyond about 1e19 overflow float32 and those below about 1e-19
+    underflow, so `tf.norm` of a Gram matrix of scale 1e30 is `inf` and of
+    scale 1e-30 is 0. An all-zero tensor has norm 0.
+
+    Args:
+        tensor: float tensor of any shape.
+
+    Returns:
+        The float scalar `||x||_2` (Frobenius for a matrix).
+    """
+    largest = tf.reduce_max(tf.abs(tensor))
+    safe = tf.where(largest > 0.0, largest, tf.ones_like(largest))
+    return largest * tf.sqrt(tf.reduce_sum(tf.square(tensor / safe)))
+
+
 def project_to_simplex(vector, present=None):
     """Euclidean projection of a `(T,)` vector onto the probability simplex.
 
