@@ -25,6 +25,7 @@ RUN_HERE = [
     "docs/gradient_methods.md",
     "docs/distributed.md",
     "docs/evaluation_and_tuning.md",
+    "docs/tabular.md",
 ]
 RUN_ELSEWHERE = ["docs/extending.md", "docs/multi_dataset.md"]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
