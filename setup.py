@@ -30,8 +30,9 @@ setup(
         + DOCS
         + ["pytest>=9.0", "pytest-xdist>=3.8", "matplotlib>=3.11", "pandas>=3.1", "ruff>=0.17"],
         "docs": DOCS + ["matplotlib>=3.11"],
-        # `keras.utils.plot_model` also needs Graphviz's `dot` program,
-        # which comes from the system's packages, not from pip.
-        "plot": ["pydot>=4.0.1"],
+        # keras_mtl.plotting needs matplotlib; `keras.utils.plot_model`
+        # needs pydot and Graphviz's `dot` program, which comes from the
+        # system's packages, not from pip.
+        "plot": ["matplotlib>=3.11", "pydot>=4.0.1"],
     },
 )

@@ -8,6 +8,7 @@ from keras_mtl import data  # noqa: E402
 from keras_mtl import distribute  # noqa: E402
 from keras_mtl import evaluation  # noqa: E402
 from keras_mtl import layers  # noqa: E402
+from keras_mtl import plotting  # noqa: E402
 from keras_mtl import scheduling  # noqa: E402
 from keras_mtl import sharing  # noqa: E402
 from keras_mtl import weighting  # noqa: E402
@@ -24,6 +25,7 @@ __all__ = [
     "distribute",
     "evaluation",
     "layers",
+    "plotting",
     "scheduling",
     "sharing",
     "weighting",

@@ -106,43 +106,15 @@ def split_validation(x, y, fraction):
 
 
 def history_figure(history, tasks=TASKS):
-    """Per-task loss and accuracy curves from a `History.history` dict.
-
-    One colour per task; training solid, validation (`val_` keys) dashed;
-    epochs numbered from 1. Returns the matplotlib figure.
-    """
+    """Per-task loss and accuracy curves from a `History.history` dict:
+    `keras_mtl.plotting.training_curves` (one colour per task, training
+    solid, validation dashed, epochs from 1)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    epochs = max((len(values) for values in history.values()), default=1)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("loss", "accuracy")):
-        for index, task in enumerate(tasks):
-            for prefix, split, style in (
-                ("", "train", "-"),
-                ("val_", "validation", "--"),
-            ):
-                values = history.get(f"{prefix}{task}_{metric}")
-                if values is None:
-                    continue
-                ax.plot(
-                    range(1, len(values) + 1),
-                    values,
-                    linestyle=style,
-                    color=f"C{index}",
-                    label=f"{task} ({split})",
-                )
-        # Whole epochs only, from 1: no tick at 0 or between epochs.
-        ax.set_xlim(0.5, epochs + 0.5)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-        ax.set_xlabel("epoch")
-        ax.set_title(metric)
-        ax.legend()
-    fig.tight_layout()
-    return fig
+    return keras_mtl.plotting.training_curves(
+        history, ["loss", "accuracy"], tasks=list(tasks)
+    )
 
 
 def plot_history(history, path):

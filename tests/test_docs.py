@@ -60,6 +60,7 @@ API_PAGES = {
     "keras_mtl.scheduling": "api/scheduling.md",
     "keras_mtl.evaluation": "api/evaluation.md",
     "keras_mtl.tuner": "api/tuner.md",
+    "keras_mtl.plotting": "api/plotting.md",
 }
 # Constants, documented where they are used.
 NOT_DOCUMENTED_ALONE = {"registry", "ALL_OBJECTS_DICT", "AVERAGES"}
