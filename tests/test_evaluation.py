@@ -216,9 +216,15 @@ def test_package_surface():
         "task_results_from_logs",
         "train_single_task_baselines",
     ]
-    assert set(old) | {"ModelSpec", "mean_log_metric"} == set(
-        evaluation.__all__
-    )
+    new = {
+        "ModelSpec",
+        "mean_log_metric",
+        "task_affinity",
+        "group_tasks",
+        "GradientConflict",
+        "ExpertUtilization",
+    }
+    assert set(old) | new == set(evaluation.__all__)
     for name in evaluation.__all__:
         assert not name.startswith("_")
         assert getattr(keras_mtl.evaluation, name) is getattr(evaluation, name)
