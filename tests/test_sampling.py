@@ -7,6 +7,7 @@ about once in 16,000 checks per source).
 """
 
 import math
+import pathlib
 import warnings
 
 import keras
@@ -544,7 +545,8 @@ def test_fit_on_a_mixed_mixture_learns_both_tasks():
 MIRRORED = """
 import keras
 import numpy as np
-from tests.test_sampling import _two_task_setup
+sys.path.insert(0, TESTS_DIR)  # not `tests.`: a site-packages `tests` wins
+from test_sampling import _two_task_setup
 
 assert len(tf.config.list_logical_devices("CPU")) == 2
 make_mixture, make_model = _two_task_setup("mixed", batch_size=16)
@@ -578,7 +580,9 @@ print("OK", moved, gap)
 
 
 def test_mirrored_two_devices_equals_one_device():
-    output = testing.run_with_devices(MIRRORED)
+    tests_dir = repr(str(pathlib.Path(__file__).resolve().parent))
+    script = "import sys\nTESTS_DIR = " + tests_dir + "\n" + MIRRORED
+    output = testing.run_with_devices(script)
     assert "OK" in output, output
 
 
