@@ -238,18 +238,24 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         if self.built and self.optimizer is not None:
             self.optimizer.build(self.trainable_variables)
 
-    def compute_task_losses(self, y, y_pred, sample_weight=None):
+    def compute_task_losses(
+        self, y, y_pred, sample_weight=None, return_counts=False
+    ):
         """This replica's share of each task's loss, a list of T scalars.
 
         Each is the task's mean loss over the labelled examples of the
         global batch, divided so that the shares of all replicas add up to
         it; static loss weights not applied; 0 where nothing is labelled.
-        The gradient of one reaches only its task's head.
+        The gradient of one reaches only its task's head. With
+        `return_counts`, also the `(T,)` labelled counts of the global
+        batch (a task is present where its count is positive): a loss of 0
+        cannot tell an unlabelled task from one whose weights are 0.
         """
         self._check_compiled()
-        return labels.task_losses(
+        losses, counts = labels.task_losses(
             self._tasks, self._task_loss_fns, y, y_pred, sample_weight
-        )[0]
+        )
+        return (losses, counts) if return_counts else losses
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True

@@ -7,7 +7,6 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_mtl import labels
 from keras_mtl.evaluation.relatedness import _batches
 from keras_mtl.model import MTLModel
 
@@ -49,20 +48,18 @@ def _resolve_learning_rate(model, learning_rate):
 
 
 def _losses(model, x, y, sample_weight):
+    """Each task's loss, and the `(T,)` labelled counts."""
     y_pred = model(x, training=False)
-    return y_pred, model.compute_task_losses(y, y_pred, sample_weight)
+    return model.compute_task_losses(
+        y, y_pred, sample_weight, return_counts=True
+    )
 
 
 def _batch_affinity(model, shared, originals, lr, x, y, sample_weight):
     """`(T, T)` affinities on one batch, and where they are defined."""
     with tf.GradientTape(persistent=True) as tape:
-        y_pred, losses = _losses(model, x, y, sample_weight)
-    masks = labels.prepare_labels(
-        model.tasks, [None] * len(losses), y, y_pred, sample_weight
-    )[1]
-    present = np.array(
-        [float(ops.convert_to_numpy(ops.sum(masks[n]))) > 0 for n in masks]
-    )
+        losses, counts = _losses(model, x, y, sample_weight)
+    present = ops.convert_to_numpy(counts) > 0
     before = np.array([float(ops.convert_to_numpy(v)) for v in losses])
     after = np.full((len(losses), len(losses)), np.nan)
     for i, loss in enumerate(losses):
@@ -75,7 +72,7 @@ def _batch_affinity(model, shared, originals, lr, x, y, sample_weight):
                 v.assign(original - lr * g)
         after[i] = [
             float(ops.convert_to_numpy(v))
-            for v in _losses(model, x, y, sample_weight)[1]
+            for v in _losses(model, x, y, sample_weight)[0]
         ]
         for v, original in zip(shared, originals):
             v.assign(original)

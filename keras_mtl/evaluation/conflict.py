@@ -5,7 +5,6 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mtl import gradients
-from keras_mtl import labels
 from keras_mtl.model import MTLModel
 
 __all__ = ["GradientConflict"]
@@ -38,7 +37,6 @@ def _probe(x, y, sample_weight):
 def _gram_function(model, shared):
     """A `tf.function` of the probe: the `(T, T)` Gram matrix of the tasks'
     gradients at the shared variables, and the `(T,)` labelled counts."""
-    tasks, loss_fns = model.tasks, model._task_loss_fns
 
     @tf.function
     def gram(x, y, sample_weight):
@@ -46,8 +44,8 @@ def _gram_function(model, shared):
             y_pred = model(x, training=False)
             # One scalar per task: each gradient reaches its own head only.
             # The counts say which tasks the probe labels.
-            losses, counts = labels.task_losses(
-                tasks, loss_fns, y, y_pred, sample_weight
+            losses, counts = model.compute_task_losses(
+                y, y_pred, sample_weight, return_counts=True
             )
         per_task = []
         for loss in losses:
