@@ -187,6 +187,19 @@ class TaskLogs(keras.metrics.Metric):
         return results
 
 
+def monitor_modes(model):
+    """`{log: "min" | "max"}` for the training logs (without `val_`) whose
+    direction the model knows: `weighted_loss`, `<task>_loss`, and each
+    compiled metric's `<task>_<metric>` by the metric's own direction."""
+    names = model.task_names
+    modes = {"weighted_loss": "min"}
+    modes.update({f"{name}_loss": "min" for name in names})
+    for (output, metric), direction in compat.metric_directions(model).items():
+        key = f"{output or names[0]}_{metric}"
+        modes[key] = "max" if direction == "up" else "min"
+    return modes
+
+
 class MonitorModes(keras.callbacks.Callback):
     """Gives `callbacks` that monitor a log with `mode="auto"` (Keras's
     `EarlyStopping`, `ModelCheckpoint`, `ReduceLROnPlateau`) the direction
@@ -209,14 +222,7 @@ class MonitorModes(keras.callbacks.Callback):
         ]
         if not pending:  # every mode is set: nothing to read
             return
-        names = self.model.task_names
-        modes = {"weighted_loss": "min"}
-        modes.update({f"{name}_loss": "min" for name in names})
-        for (output, metric), direction in compat.metric_directions(
-            self.model
-        ).items():
-            key = f"{output or names[0]}_{metric}"
-            modes[key] = "max" if direction == "up" else "min"
+        modes = monitor_modes(self.model)
         for callback in pending:
             mode = modes.get(callback.monitor.removeprefix("val_"))
             if mode is not None:

@@ -6,12 +6,12 @@ import math
 import keras
 import tensorflow as tf
 
-from keras_mtl import compat
 from keras_mtl.evaluation.directions import metric_higher_is_better
 from keras_mtl.evaluation.model_spec import ModelSpec
 from keras_mtl.evaluation.model_spec import exactly_one
 from keras_mtl.evaluation.model_spec import fresh_optimizer
 from keras_mtl.evaluation.report import task_results_from_logs
+from keras_mtl.logs import monitor_modes
 from keras_mtl.model import MTLModel
 from keras_mtl.model import check_tasks
 from keras_mtl.tasks import Task
@@ -211,11 +211,9 @@ class _BestEpoch(keras.callbacks.Callback):
         self.best_weights = None
 
     def _direction(self):
-        for (output, metric), direction in compat.metric_directions(
-            self.model
-        ).items():
-            if metric == self.metric and output in (None, self.task):
-                return direction == "up"
+        mode = monitor_modes(self.model).get(f"{self.task}_{self.metric}")
+        if mode is not None:
+            return mode == "max"
         try:
             return metric_higher_is_better(self.metric)
         except ValueError:
