@@ -5,6 +5,8 @@ Found with public Keras API only: a functional sub-model per task output
 sub-models cut at the shared representation the builder recorded.
 """
 
+import math
+
 import keras
 
 from keras_mtl.tasks import Task
@@ -149,7 +151,7 @@ def summary_lines(model):
     parameters shared by the tasks against those of each task alone."""
 
     def count(variables):
-        return sum(int(v.numpy().size) for v in variables)
+        return sum(math.prod(v.shape) for v in variables)
 
     method = model.weighting
     state = method.weights
