@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+from keras_mtl import callbacks  # noqa: E402
 from keras_mtl import data  # noqa: E402
 from keras_mtl import distribute  # noqa: E402
 from keras_mtl import evaluation  # noqa: E402
@@ -21,6 +22,7 @@ __all__ = [
     "MTLModel",
     "Task",
     "build_mtl_model",
+    "callbacks",
     "data",
     "distribute",
     "evaluation",

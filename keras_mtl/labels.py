@@ -117,8 +117,16 @@ def task_losses(tasks, loss_fns, y, y_pred, sample_weight=None):
     return losses, counts
 
 
-def loss_terms(tasks, loss_fns, static_weights, y, y_pred, sample_weight):
+def loss_terms(
+    tasks, loss_fns, static_weights, y, y_pred, sample_weight, training=None
+):
     """The task-loss terms of a step.
+
+    Args:
+        training: `None`, or the `(T,)` Python bools of the tasks that
+            train: the others keep their measured `unweighted` and
+            `task_losses` (for the logs) but have no share and are not
+            `present` (see `MTLModel.set_training_tasks`).
 
     Returns:
         dict: `shares` (list of T scalars: this replica's shares, see
@@ -132,11 +140,18 @@ def loss_terms(tasks, loss_fns, static_weights, y, y_pred, sample_weight):
     static = ops.convert_to_tensor(static_weights, "float32")
     stacked = ops.stack(shares)
     unweighted = distribute.all_reduce_sum(stacked)
+    present = ops.greater(counts, 0.0)
+    if training is not None and not all(training):
+        shares = [
+            s if t else ops.zeros_like(s) for s, t in zip(shares, training)
+        ]
+        stacked = ops.stack(shares)
+        present = ops.logical_and(present, ops.convert_to_tensor(training))
     return dict(
         shares=shares,
         weighted=stacked * static,
         unweighted=unweighted,
         task_losses=unweighted * static,
         counts=counts,
-        present=ops.greater(counts, 0.0),
+        present=present,
     )

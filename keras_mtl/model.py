@@ -115,6 +115,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         self._static_loss_weights = None
         self._compile_arguments = None
         self._skip_non_finite = True
+        self._sitting_out = frozenset()
         self._logs = logs.TaskLogs(names, self.weighting.log_weights)
 
     @property
@@ -156,6 +157,56 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
     def task_variables(self):
         """`{task: [variables]}`: trainable variables of one task alone."""
         return {k: list(v) for k, v in self._found().own.items()}
+
+    @property
+    def training_tasks(self):
+        """The tasks that train (all, unless `set_training_tasks` said
+        otherwise)."""
+        return [n for n in self.task_names if n not in self._sitting_out]
+
+    def set_training_tasks(self, tasks=None):
+        """Lets only `tasks` train; the others sit out of training steps.
+
+        A task that sits out is absent from every batch for the weighting
+        method (weight 0, its state does not move, the combination is that
+        of the others), adds nothing to the objective, and its own
+        variables (`task_variables`) are left out of the optimizer's
+        update, so they do not drift with momentum. Its `<task>_loss` and
+        metrics are still measured and logged, and evaluation is unchanged.
+        The set is not saved with the model. A change re-traces the
+        training step. `keras_mtl.callbacks.PerTaskEarlyStopping` uses it.
+
+        Args:
+            tasks: list of task names, or `None` for all tasks.
+
+        Example:
+
+        ```python
+        model.set_training_tasks(["price"])  # "churn" sits out
+        model.set_training_tasks()  # every task trains again
+        ```
+        """
+        names = self.task_names
+        tasks = names if tasks is None else list(tasks)
+        unknown = [t for t in tasks if t not in names]
+        if unknown or not all(isinstance(t, str) for t in tasks):
+            raise ValueError(
+                f"`tasks` must be names among the model's tasks {names}. "
+                f"Received: tasks={tasks!r}"
+            )
+        sitting_out = frozenset(names) - set(tasks)
+        if sitting_out != self._sitting_out:
+            self._sitting_out = sitting_out
+            if self.train_function is not None:
+                self.make_train_function(force=True)
+
+    def _trained_variables(self):
+        variables = self.trainable_variables
+        if not self._sitting_out:
+            return variables
+        own = self.task_variables
+        frozen = {id(v) for n in self._sitting_out for v in own[n]}
+        return [v for v in variables if id(v) not in frozen]
 
     @property
     def static_loss_weights(self):
@@ -261,7 +312,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
         """The total that training minimises, on this replica's batch."""
-        step = self._loss_terms(y, y_pred, sample_weight)
+        step = self._loss_terms(y, y_pred, sample_weight, training)
         return self._weighted_total(step, training)[1]
 
     def _weighted_total(self, step, training):
@@ -276,12 +327,15 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         if self._task_loss_fns is None:
             raise RuntimeError("Call `compile()` before training the model.")
 
-    def _loss_terms(self, y, y_pred, sample_weight):
+    def _loss_terms(self, y, y_pred, sample_weight, training=False):
         """The loss terms of a step: `weighted` (`(T,)` shares times static
         weights), `task_losses` (their global sums, no gradient), `present`,
         `counts`, `extra` (method's term and regularisers, this replica's
         share) and `shares` (list, unweighted)."""
         self._check_compiled()
+        active = None
+        if training and self._sitting_out:
+            active = [n not in self._sitting_out for n in self.task_names]
         step = labels.loss_terms(
             self._tasks,
             self._task_loss_fns,
@@ -289,6 +343,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             y,
             y_pred,
             sample_weight,
+            active,
         )
         replicas = distribute.num_replicas()
         own = self.weighting.regularization_loss(
@@ -319,11 +374,11 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             kernel = method.gradient_variable(self)
         with tf.GradientTape(persistent=kernel is not None) as tape:
             y_pred = self(x, training=True)
-            step = self._loss_terms(y, y_pred, sample_weight)
+            step = self._loss_terms(y, y_pred, sample_weight, True)
             weights, total = self._weighted_total(step, training=True)
             scaled_total = optimizer.scale_loss(total)
             task_terms = self._task_terms(step, scale)
-        variables = self.trainable_variables
+        variables = self._trained_variables()
         grads = tape.gradient(scaled_total, variables)
         task_gradients = None
         if kernel is not None:
@@ -338,7 +393,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             new_task_losses = None
             if method.losses_after_step:
                 after = self(x, training=True)
-                after = self._loss_terms(y, after, sample_weight)
+                after = self._loss_terms(y, after, sample_weight, True)
                 new_task_losses = after["task_losses"]
             if needs == method.gradients:
                 method.after_step(losses, present, at_kernel, new_task_losses)
@@ -359,7 +414,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         method, optimizer = self.weighting, self.optimizer
         shared, split = self.shared_variables, self._found().split
         others = gradients.check_variables(
-            method, shared, self.trainable_variables, split
+            method, shared, self._trained_variables(), split
         )
         scale = ops.cast(optimizer.scale_loss(1.0), "float32")
         representation = None
@@ -369,7 +424,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
                 y_pred = split.heads(representation, training=True)
             else:
                 y_pred = self(x, training=True)
-            step = self._loss_terms(y, y_pred, sample_weight)
+            step = self._loss_terms(y, y_pred, sample_weight, True)
             weighted, extra = step["weighted"], step["extra"]
             terms = dict(
                 scale=scale,

@@ -59,6 +59,7 @@ API_PAGES = {
     "keras_mtl.data": "api/data.md",
     "keras_mtl.scheduling": "api/scheduling.md",
     "keras_mtl.evaluation": "api/evaluation.md",
+    "keras_mtl.callbacks": "api/callbacks.md",
     "keras_mtl.tuner": "api/tuner.md",
     "keras_mtl.plotting": "api/plotting.md",
 }
