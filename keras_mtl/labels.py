@@ -155,3 +155,29 @@ def loss_terms(
         counts=counts,
         present=present,
     )
+
+
+def extra_terms(step, method, regularisers):
+    """`step` (from `loss_terms`) with `regularization` (the sum of the
+    model's `regularisers`) and `extra` (that plus the method's
+    `regularization_loss`), this replica's shares of them."""
+    replicas = distribute.num_replicas()
+    own = method.regularization_loss(step["task_losses"], step["present"])
+    extra = 0.0 if own is None else ops.cast(own, "float32") / replicas
+    step["regularization"] = 0.0
+    if regularisers:
+        regularisers = [ops.cast(v, "float32") for v in regularisers]
+        step["regularization"] = ops.sum(regularisers) / replicas
+        extra = extra + step["regularization"]
+    step["extra"] = extra
+    return step
+
+
+def task_terms(step, static_weights, scale):
+    """Each task's share times its static weight and the loss `scale`
+    (mixed precision), from the task's own scalar: the gradient of a slice
+    of the stacked losses would go back through every task's loss."""
+    return [
+        share * weight * scale
+        for share, weight in zip(step["shares"], static_weights)
+    ]

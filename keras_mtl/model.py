@@ -4,7 +4,6 @@ from keras import ops
 
 from keras_mtl import compat
 from keras_mtl import compiling
-from keras_mtl import distribute
 from keras_mtl import gradients
 from keras_mtl import guard
 from keras_mtl import labels
@@ -328,10 +327,8 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             raise RuntimeError("Call `compile()` before training the model.")
 
     def _loss_terms(self, y, y_pred, sample_weight, training=False):
-        """The loss terms of a step: `weighted` (`(T,)` shares times static
-        weights), `task_losses` (their global sums, no gradient), `present`,
-        `counts`, `extra` (method's term and regularisers, this replica's
-        share) and `shares` (list, unweighted)."""
+        """The loss terms of a step (see `labels.loss_terms`), with the
+        method's own term and the regularisers (`labels.extra_terms`)."""
         self._check_compiled()
         active = None
         if training and self._sitting_out:
@@ -345,18 +342,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             sample_weight,
             active,
         )
-        replicas = distribute.num_replicas()
-        own = self.weighting.regularization_loss(
-            step["task_losses"], step["present"]
-        )
-        extra = 0.0 if own is None else ops.cast(own, "float32") / replicas
-        step["regularization"] = 0.0
-        if self.losses:
-            regularisers = [ops.cast(v, "float32") for v in self.losses]
-            step["regularization"] = ops.sum(regularisers) / replicas
-            extra = extra + step["regularization"]
-        step["extra"] = extra
-        return step
+        return labels.extra_terms(step, self.weighting, self.losses)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -377,7 +363,9 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
             step = self._loss_terms(y, y_pred, sample_weight, True)
             weights, total = self._weighted_total(step, training=True)
             scaled_total = optimizer.scale_loss(total)
-            task_terms = self._task_terms(step, scale)
+            task_terms = labels.task_terms(
+                step, self._static_loss_weights, scale
+            )
         variables = self._trained_variables()
         grads = tape.gradient(scaled_total, variables)
         task_gradients = None
@@ -431,7 +419,7 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
                 stacked=weighted * scale,
                 extra=extra * scale,
                 total=ops.sum(weighted) * scale + extra * scale,
-                tasks=self._task_terms(step, scale),
+                tasks=labels.task_terms(step, self._static_loss_weights, scale),
             )
         weights, grads = gradients.combined(
             tape,
@@ -455,15 +443,6 @@ class MTLModel(compat.MultiWorkerFix, keras.Model):
         return self._finish_step(
             x, y, y_pred, sample_weight, step, total, weights, finite
         )
-
-    def _task_terms(self, step, scale):
-        # Loss-scaled like the total (mixed_float16); from each task's own
-        # scalar: the gradient of a slice of the stacked losses would go
-        # back through every task's loss.
-        return [
-            share * weight * scale
-            for share, weight in zip(step["shares"], self._static_loss_weights)
-        ]
 
     def make_train_function(self, force=False):
         # The optimizer is built eagerly first (for `fit` and
