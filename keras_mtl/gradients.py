@@ -185,8 +185,12 @@ def combined(
             )
         per_task = all_reduce_sum(per_task)
         gram = flat_gram(per_task)
+    gram = gram / (scale * scale)
+    record = getattr(method, "gram_record", None)
+    if record is not None:  # kept for `GradientConflict(x=None)`
+        record.assign(gram, step["present"])
     weights = method.gradient_weights(
-        gram / (scale * scale),
+        gram,
         step["task_losses"],
         tf.convert_to_tensor(iterations),
         step["present"],

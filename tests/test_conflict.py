@@ -1,3 +1,5 @@
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -231,3 +233,97 @@ def test_bad_arguments():
     plain.compile(optimizer="sgd", loss="mse")
     with pytest.raises(TypeError, match="keras_mtl.MTLModel"):
         _fit(plain, x, {"a": y["a"]}, GradientConflict(x, y))
+
+
+def _by_hand_case(weighting, loss_weights=None):
+    rng = np.random.default_rng(2)
+    n, dim, units = 6, 3, 2
+    x = rng.normal(size=(n, dim)).astype("float32")
+    w = rng.normal(size=(dim, units)).astype("float32")
+    names = ["a", "b", "c"]
+    heads = {
+        t: (rng.normal(size=(units, 1)), rng.normal(size=(1,))) for t in names
+    }
+    y = {t: rng.normal(size=(n, 1)).astype("float32") for t in names}
+    model = keras_mtl.build_mtl_model(
+        keras.Input((dim,)),
+        [keras_mtl.Task(t) for t in names],
+        trunk=keras.layers.Dense(units, use_bias=False),
+        weighting=weighting,
+    )
+    model.layers[1].set_weights([w])
+    for t, (kernel, bias) in heads.items():
+        model.get_layer(t).set_weights(
+            [np.asarray(kernel, "float32"), np.asarray(bias, "float32")]
+        )
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.0), loss_weights=loss_weights
+    )
+    grads = []
+    for t in names:
+        kernel, bias = (np.asarray(a, "float64") for a in heads[t])
+        residual = x @ w @ kernel + bias - y[t]
+        if weighting.mode == "rep":  # d L_t / d h, summed over the batch
+            grads.append((2 / n * residual @ kernel.T).ravel())
+        else:
+            grads.append((2 / n * x.T @ residual @ kernel.T).ravel())
+    return model, x, y, np.stack(grads)
+
+
+@pytest.mark.parametrize("mode", ["param", "rep"])
+def test_step_mode_reads_the_steps_own_gram(mode):
+    # No probe: the Gram matrix of the step's own per-task gradients, the
+    # static loss weights divided out; the same numbers as by hand.
+    method = keras_mtl.weighting.PCGrad(mode=mode)
+    model, x, y, grads = _by_hand_case(method, {"a": 2.0, "b": 1.0, "c": 0.5})
+    conflict = GradientConflict(every=1)
+    logs = _fit(model, x, y, conflict).history
+    norms = np.linalg.norm(grads, axis=1)
+    cosine = grads @ grads.T / np.outer(norms, norms)
+    assert len(conflict.history) == 1
+    testing.assert_allclose(conflict.history[0]["cosine"], cosine, atol=1e-5)
+    testing.assert_allclose(conflict.history[0]["grad_norm"], norms, rtol=1e-5)
+    assert logs["conflict_cos_a_c"][0] == pytest.approx(cosine[0, 2], abs=1e-5)
+
+
+def test_step_mode_needs_a_gradient_method():
+    model = testing.tiny_model("uncertainty")
+    x, y = testing.tiny_data(n=16)
+    with pytest.raises(ValueError, match="only gradient-level methods"):
+        model.fit(x, y, verbose=0, callbacks=[GradientConflict()])
+    with pytest.raises(ValueError, match="pass `y=None`"):
+        GradientConflict(y=y)
+
+
+def test_step_mode_is_exact_under_mirrored_strategy():
+    code = """
+import json
+import json
+
+import keras
+import numpy as np
+import keras_mtl
+from keras_mtl import testing
+
+x, y = testing.tiny_data(n=32)
+results = {}
+for name, strategy in [
+    ("one", tf.distribute.OneDeviceStrategy("/cpu:0")),
+    ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])),
+]:
+    keras.utils.set_random_seed(5)
+    with strategy.scope():
+        model = testing.tiny_model("mgda")
+        model.compile(optimizer=keras.optimizers.SGD(0.0))
+    conflict = keras_mtl.evaluation.GradientConflict(every=1)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[conflict])
+    results[name] = [conflict.history[0]["cosine"].tolist(),
+                     conflict.history[0]["grad_norm"].tolist()]
+print(json.dumps(results))
+"""
+    output = testing.run_with_devices(code).strip().splitlines()[-1]
+    results = json.loads(output)
+    for one, two in zip(results["one"], results["two"]):
+        testing.assert_allclose(np.array(two), np.array(one), atol=1e-5)
+    # A real conflict to compare: not all cosines are 1.
+    assert np.min(np.array(results["one"][0])) < 0.99

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from keras_mtl import gradients
 from keras_mtl.model import MTLModel
+from keras_mtl.weighting.gradient_base import GradientWeighting
 
 __all__ = ["GradientConflict"]
 
@@ -61,6 +62,31 @@ def _gram_function(model, shared):
         return gradients.flat_gram(stacked), counts
 
     return gram
+
+
+class GramRecord:
+    """The Gram matrix of the task gradients and the presence of the tasks
+    at the last training step, in two (unsaved) variables that the step of
+    a gradient-level method assigns (`method.gram_record`)."""
+
+    def __init__(self, num_tasks):
+        only_first = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        self.gram = tf.Variable(
+            tf.fill((num_tasks, num_tasks), np.nan),
+            trainable=False,
+            aggregation=only_first,
+            name="recorded_gram",
+        )
+        self.present = tf.Variable(
+            tf.zeros((num_tasks,), "bool"),
+            trainable=False,
+            aggregation=only_first,
+            name="recorded_present",
+        )
+
+    def assign(self, gram, present):
+        self.gram.assign(tf.cast(gram, "float32"))
+        self.present.assign(present)
 
 
 def _statistics(gram, present):
@@ -126,6 +152,21 @@ class GradientConflict(keras.callbacks.Callback):
     each multiple), then one at each epoch end, unless the epoch's last
     batch was just measured (same weights, same numbers).
 
+    Without a probe (`x=None`), with a gradient-level weighting method
+    (`keras_mtl.weighting.GradientWeighting`), the callback reads instead
+    the Gram matrix that the training step itself computed for the method,
+    of the batch it trained on (in `training=True` mode, before the update):
+    no extra pass at all. It is the Gram matrix of the gradients at the
+    shared variables (`mode="param"`) or at the shared representation
+    (`mode="rep"`), summed over replicas under `tf.distribute` before any
+    cosine is taken, so N replicas measure what one device measures on the
+    global batch; each task's gradient is divided by its static loss
+    weight, so the norms are those of the unweighted loss as with a probe.
+    A task absent from the measured batch, or sitting out
+    (`MTLModel.set_training_tasks`), logs NaN. The step keeps the matrix
+    (two variables, not saved) from the first `fit` with such a callback
+    on.
+
     Cost: each measurement is one forward and T backward passes (one per
     task, through the trunk and the task's own head) on the probe batch,
     in one compiled `tf.function`, traced once: roughly
@@ -135,9 +176,10 @@ class GradientConflict(keras.callbacks.Callback):
     measures the step-time ratio.
 
     Args:
-        x: inputs of the probe batch (all of it is one batch), or a
+        x: inputs of the probe batch (all of it is one batch), a
             `tf.data.Dataset` of `(x, y[, sample_weight])` batches, whose
-            first batch is the probe.
+            first batch is the probe, or `None` (the default): the
+            training step's own gradients, with a gradient-level method.
         y: dict `{task: labels}` of the probe batch, with every task; `None`
             with a dataset.
         every: int. Measure after every `every` training batches (and at
@@ -169,16 +211,21 @@ class GradientConflict(keras.callbacks.Callback):
           vaccine" (GradVac): how cosines evolve in training.
     """
 
-    def __init__(self, x, y=None, every=50, sample_weight=None):
+    def __init__(self, x=None, y=None, every=50, sample_weight=None):
         super().__init__()
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(
                 f"`every` must be an integer >= 1. Received: every={every!r}"
             )
+        if x is None and (y is not None or sample_weight is not None):
+            raise ValueError(
+                "Without a probe `x`, the training step's own gradients are "
+                "measured: pass `y=None` and `sample_weight=None`."
+            )
         self.x, self.y = x, y
         self.sample_weight = sample_weight
         self.every = every
-        self._probe = _probe(x, y, sample_weight)
+        self._probe = None if x is None else _probe(x, y, sample_weight)
         self.history = []
         self._step = 0
         self._epoch = 0
@@ -207,6 +254,9 @@ class GradientConflict(keras.callbacks.Callback):
                 "depend on the same trainable weights, so their gradients "
                 "cannot conflict."
             )
+        if self._probe is None:
+            self._record_steps(model)
+            return
         given = self._probe[1]
         missing = [n for n in names if given.get(n) is None]
         unknown = sorted(k for k in given if k not in names)
@@ -222,6 +272,21 @@ class GradientConflict(keras.callbacks.Callback):
         key = (model, tuple(id(v) for v in shared))
         if self._gram_key != key:
             self._gram, self._gram_key = _gram_function(model, shared), key
+
+    def _record_steps(self, model):
+        method = model.weighting
+        if not isinstance(method, GradientWeighting):
+            raise ValueError(
+                "GradientConflict without a probe batch reads the Gram "
+                "matrix of the training step, which only gradient-level "
+                f"methods compute (the model's is {type(method).__name__}): "
+                "pass a probe batch `x, y`."
+            )
+        if getattr(method, "gram_record", None) is None:
+            with model.distribute_strategy.scope():
+                method.gram_record = GramRecord(len(model.task_names))
+            if model.train_function is not None:  # trace it with the record
+                model.make_train_function(force=True)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -245,11 +310,18 @@ class GradientConflict(keras.callbacks.Callback):
             logs[key] = float(np.mean(values))
 
     def _measure(self):
-        gram, counts = self._gram(*self._probe)
-        statistics = _statistics(
-            keras.ops.convert_to_numpy(gram),
-            keras.ops.convert_to_numpy(counts) > 0,
-        )
+        if self._probe is None:
+            record = self.model.weighting.gram_record
+            # The step's gradients are of the statically weighted losses.
+            static = np.asarray(self.model.static_loss_weights, "float64")
+            present = record.present.numpy() & (static != 0)
+            static = np.where(static != 0, static, 1.0)
+            gram = record.gram.numpy() / np.outer(static, static)
+        else:
+            gram, counts = self._gram(*self._probe)
+            gram = keras.ops.convert_to_numpy(gram)
+            present = keras.ops.convert_to_numpy(counts) > 0
+        statistics = _statistics(gram, present)
         measurement = dict(step=self._step, epoch=self._epoch, **statistics)
         self.history.append(measurement)
         self._epoch_measurements.append(
