@@ -35,7 +35,9 @@ from _timing import step_times  # noqa: E402
 
 import keras_mtl  # noqa: E402
 
+# Krum is left out: it needs `n_byzantine` and at least 3 tasks.
 METHODS = ["mgda", "pcgrad", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl"]
+METHODS += ["upgrad", "dual_proj", "con_fig"]
 INPUT_DIM, WIDTH, BATCH = 64, 256, 128
 
 

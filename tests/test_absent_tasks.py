@@ -18,7 +18,10 @@ from keras_mtl import testing
 
 METHODS = keras_mtl.weighting.registry.names()
 # Methods needing constructor arguments are made here.
-FACTORIES = {"fixed": lambda: {"reg": 1.0, "binary": 0.5, "multi": 2.0}}
+FACTORIES = {
+    "fixed": lambda: {"reg": 1.0, "binary": 0.5, "multi": 2.0},
+    "krum": lambda: keras_mtl.weighting.Krum(n_byzantine=0),
+}
 GRADIENT_METHODS = [
     name
     for name in METHODS
@@ -151,13 +154,18 @@ def test_combination_is_that_of_the_present_tasks(name, present):
     losses = rng.uniform(0.5, 2.0, 4).astype("float32")
     present = np.array(present)
     step = tf.constant(5, "int64")
-    full = keras_mtl.weighting.get(name)
+    full = _make(name)
     full.set_tasks([f"t{i}" for i in range(4)])
     masked = np.where(present[:, None], gradients, 0.0)
     weights = full.gradient_weights(
         _gram(masked), tf.constant(losses * present), step, present
     ).numpy()
-    subset = keras_mtl.weighting.get(name)
+    if name == "krum" and present.sum() < 3:
+        # Too few for a Krum of their own: each is scored by its only
+        # neighbour, a tie, so the first present task is picked.
+        testing.assert_allclose(weights, np.argmax(present) == np.arange(4))
+        return
+    subset = _make(name)
     subset.set_tasks([f"t{i}" for i in range(present.sum())])
     expected = subset.gradient_weights(
         _gram(gradients[present]),
@@ -177,7 +185,7 @@ def test_combination_is_that_of_the_present_tasks(name, present):
 
 @pytest.mark.parametrize("name", GRADIENT_METHODS)
 def test_one_present_task_gets_weight_one(name):
-    method = keras_mtl.weighting.get(name)
+    method = _make(name)
     method.set_tasks(["a", "b", "c"])
     gradients = np.zeros((3, 5), "float32")
     gradients[2] = [1.0, -2.0, 0.5, 0.0, 3.0]

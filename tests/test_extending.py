@@ -417,6 +417,36 @@ def _check_aligned_mtl(step, steps):
     )
 
 
+def _check_upgrad(step, steps):
+    gram, weights = _present_gram(step)
+    # w = sum_i v^(i) with v^(i) >= e_i / n_P: every w_i >= 1 / n_P, and
+    # d = sum_i w_i g_i conflicts with no task (to the reg_eps slack).
+    assert (weights >= 1.0 / len(weights) - 1e-6).all(), weights
+    slack = 1e-3 * np.sqrt(np.diag(gram) * (weights @ gram @ weights))
+    assert (gram @ weights >= -slack).all(), gram @ weights
+
+
+def _check_dual_proj(step, steps):
+    gram, weights = _present_gram(step)
+    assert (weights >= 1.0 / len(weights) - 1e-6).all(), weights
+    slack = 1e-3 * np.sqrt(np.diag(gram) * (weights @ gram @ weights))
+    assert (gram @ weights >= -slack).all(), gram @ weights
+
+
+def _check_con_fig(step, steps):
+    gram, weights = _present_gram(step)
+    # Equal, positive projections of d on every unit task gradient.
+    projections = gram @ weights / np.sqrt(np.diag(gram))
+    testing.assert_allclose(projections, projections[0], rtol=1e-3)
+    assert projections[0] > 0.0
+
+
+def _check_krum(step, steps):
+    # One present task's gradient: weight 1 on it, 0 elsewhere.
+    assert sorted(step.weights.tolist()) == [0.0] * 2 + [1.0], step.weights
+    assert step.weights[~step.present].sum() == 0.0
+
+
 SCALE_CHECKS = {
     "equal": _check_equal,
     "fixed": _check_fixed,
@@ -433,6 +463,10 @@ SCALE_CHECKS = {
     "aligned_mtl": _check_aligned_mtl,
     "loss_balanced": _check_loss_balanced,
     "dynamic_task_prioritization": _check_dtp,
+    "upgrad": _check_upgrad,
+    "dual_proj": _check_dual_proj,
+    "con_fig": _check_con_fig,
+    "krum": _check_krum,
 }
 
 
@@ -446,7 +480,7 @@ def train_steps(name):
     `gram` (by hand) and `state` (the method's variables by name).
     """
     cls = keras_mtl.weighting.registry[name]
-    args = (FIXED,) if name == "fixed" else ()
+    args = {"fixed": (FIXED,), "krum": (0,)}.get(name, ())
     model = testing.tiny_model(weighting=cls(*args, log_weights=True))
     if not issubclass(cls, keras_mtl.weighting.GradientWeighting):
         # Loss-level steps are cheaper run eagerly than traced.
@@ -480,6 +514,7 @@ def test_every_method_has_a_scale_check():
 # The gradient-level rows but MGDA's trace a per-task-gradient step each
 # (4 s): they run with -m slow; MGDA's and every loss-level row by default.
 SLOW_SCALE_CHECKS = ("pcgrad", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl")
+SLOW_SCALE_CHECKS += ("upgrad", "dual_proj", "con_fig", "krum")
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,8 @@ from keras_mtl.registry import Registry
 from keras_mtl.weighting.aligned_mtl import AlignedMTL
 from keras_mtl.weighting.base import Weighting
 from keras_mtl.weighting.cagrad import CAGrad
+from keras_mtl.weighting.con_fig import ConFIG
+from keras_mtl.weighting.dual_proj import DualProj
 from keras_mtl.weighting.dynamic_task_prioritization import (
     DynamicTaskPrioritization,
 )
@@ -16,16 +18,20 @@ from keras_mtl.weighting.fixed import FixedWeighting
 from keras_mtl.weighting.grad_norm import GradNorm
 from keras_mtl.weighting.gradient_base import GradientWeighting
 from keras_mtl.weighting.imtl_g import IMTLG
+from keras_mtl.weighting.krum import Krum
 from keras_mtl.weighting.loss_balanced import LossBalanced
 from keras_mtl.weighting.mgda import MGDA
 from keras_mtl.weighting.nash_mtl import NashMTL
 from keras_mtl.weighting.pcgrad import PCGrad
 from keras_mtl.weighting.random_loss import RandomLossWeighting
 from keras_mtl.weighting.uncertainty import UncertaintyWeighting
+from keras_mtl.weighting.upgrad import UPGrad
 
 __all__ = [
     "AlignedMTL",
     "CAGrad",
+    "ConFIG",
+    "DualProj",
     "DynamicTaskPrioritization",
     "DynamicWeightAverage",
     "EqualWeighting",
@@ -34,11 +40,13 @@ __all__ = [
     "GradNorm",
     "GradientWeighting",
     "IMTLG",
+    "Krum",
     "LossBalanced",
     "MGDA",
     "NashMTL",
     "PCGrad",
     "RandomLossWeighting",
+    "UPGrad",
     "UncertaintyWeighting",
     "Weighting",
     "deserialize",
@@ -70,6 +78,10 @@ register(NashMTL)
 register(AlignedMTL)
 register(LossBalanced, aliases=["lbtw", "loss_balanced_task_weighting"])
 register(DynamicTaskPrioritization, aliases=["dtp"])
+register(UPGrad, name="upgrad")
+register(DualProj, aliases=["dualproj"])
+register(ConFIG, name="con_fig", aliases=["conflict_free"])
+register(Krum)
 # Every name, alias and class name, kept in sync with `register`.
 ALL_OBJECTS_DICT = registry.as_dict()
 

@@ -216,3 +216,228 @@ def minimize_on_simplex(
         (tf.constant(0), start, value, tf.constant(1.0, start.dtype)),
     )
     return weights
+
+
+def regularize_gram(gram, norm_eps=1e-4, reg_eps=1e-4):
+    """TorchJD's regularised Gram matrix `G / tr(G) + reg_eps I`.
+
+    Dividing by the trace (the squared Frobenius norm of the gradients)
+    makes the result independent of the scale of the gradients; adding
+    `reg_eps I` makes it positive definite when the gradients are linearly
+    dependent (or the Gram matrix is rounded to a slightly indefinite one).
+    When the trace is below `norm_eps` (all gradients about zero), the
+    result is `reg_eps I`. Rows and columns of absent tasks (zero in `gram`)
+    become `reg_eps` on the diagonal: decoupled from the present tasks.
+
+    Args:
+        gram: `(T, T)` float tensor, a Gram matrix.
+        norm_eps: float. Traces below it count as zero. Defaults to `1e-4`.
+        reg_eps: float. Added to the diagonal. Defaults to `1e-4`.
+
+    Returns:
+        The `(T, T)` regularised matrix, in the dtype of `gram`.
+
+    References:
+        - [Quinton & Rey, 2024](https://arxiv.org/abs/2406.16232); TorchJD's
+          `_linalg/_gramian.py` (`normalize`, `regularize`).
+    """
+    trace = tf.linalg.trace(gram)
+    safe = tf.where(trace < norm_eps, tf.ones_like(trace), trace)
+    normalized = tf.where(trace < norm_eps, tf.zeros_like(gram), gram / safe)
+    size = gram.shape[0]
+    return normalized + reg_eps * tf.eye(size, dtype=gram.dtype)
+
+
+def box_qp(gram, lower, present=None, max_iterations=None, tolerance=1e-10):
+    """Solves `min_v v^T G v  s.t. v >= u` exactly, by an active set.
+
+    The Lawson-Hanson NNLS method on `x = v - u >= 0`, written on the Gram
+    matrix: `min_x x^T G x + 2 x^T G u`. Each iteration frees the bound
+    with the most negative gradient `(G v)_j` (when the previous solve was
+    feasible), solves the equality problem on the free coordinates, and,
+    if that solution leaves the box, steps back to the first bound it
+    crosses and fixes it again. The inverse of the free block of `G` is
+    kept and updated by one rank-one term per freed or fixed coordinate
+    (bordering and its inverse), so an iteration costs `O(T^2)` per
+    problem instead of a factorisation (XLA's batched Cholesky on a CPU
+    took 28 ms at T = 40, an iteration of this 0.1 ms). Shapes are static
+    (masks select the free coordinates), so it compiles with XLA.
+
+    A coordinate whose Schur complement is not positive (to `tolerance`;
+    only possible when `G` is singular, e.g. `reg_eps = 0` with linearly
+    dependent gradients) is not freed: the solve stops at the last
+    well-posed free set.
+
+    The loop stops when no bound has a negative gradient (to `tolerance`,
+    relative to the largest `|G u|`), or after `max_iterations`: the
+    result is feasible either way. Lawson-Hanson terminates after finitely
+    many steps; scipy's `nnls` allows `3 n`. On random, near-parallel and
+    ill-conditioned Gram matrices of 2 to 40 tasks, UPGrad's and DualProj's
+    problems took at most `T + 1` iterations.
+
+    Args:
+        gram: `(T, T)` float tensor, symmetric and positive definite on the
+            present coordinates (see `regularize_gram`).
+        lower: `(T,)` or `(K, T)` float tensor `u`: one bound per row, K
+            problems with the same `G` solved at once.
+        present: `(T,)` bool tensor or `None`. Coordinates not present are
+            0 in the result and play no part: their bound is taken as 0
+            and their rows and columns of `gram` are ignored. Defaults to
+            `None` (all).
+        max_iterations: int or `None`. Defaults to `None`: `3 T + 5`.
+        tolerance: float. Relative optimality tolerance of the gradient.
+            Defaults to `1e-10` (meant for float64).
+
+    Returns:
+        The solution `v`, of the shape and dtype of `lower`.
+
+    Example:
+
+    ```python
+    gram = tf.constant([[1.0, -1.0], [-1.0, 2.0]], "float64")
+    keras_mtl.weighting.solvers.box_qp(
+        gram, tf.constant([0.5, 0.0], "float64"))  # [0.5, 0.25]
+    ```
+
+    References:
+        - [Lawson & Hanson, 1974](https://doi.org/10.1137/1.9781611971217),
+          Solving Least Squares Problems, chapter 23.
+        - [Quinton & Rey, 2024](https://arxiv.org/abs/2406.16232),
+          Proposition 1: the projection onto the dual cone as this QP.
+    """
+    single = len(lower.shape) == 1
+    lower = lower[None, :] if single else lower
+    size = gram.shape[0]
+    dtype = lower.dtype
+    gram = tf.cast(gram, dtype)
+    if max_iterations is None:
+        max_iterations = 3 * size + 5
+    if present is None:
+        present = tf.ones((size,), "bool")
+    present = tf.broadcast_to(present[None, :], tf.shape(lower))
+    lower = tf.where(present, lower, tf.zeros_like(lower))
+    linear = tf.matmul(lower, gram)
+    diagonal = tf.linalg.diag_part(gram)
+    scale = tf.maximum(
+        tf.reduce_max(tf.abs(linear)), tf.reduce_max(tf.abs(diagonal))
+    )
+    threshold = tolerance * scale
+    infinity = tf.constant(float("inf"), dtype)
+    zero = tf.zeros_like(lower)
+
+    def step(iteration, x, free, inverse, grow, done):
+        # Free the bound with the most negative gradient of v^T G v.
+        descent = -(tf.matmul(x, gram) + linear)
+        candidates = tf.logical_and(present, tf.logical_not(free))
+        masked = tf.where(candidates, descent, -infinity)
+        best = tf.argmax(masked, axis=1, output_type=tf.int32)
+        chosen = tf.one_hot(best, size, dtype=dtype)
+        column = tf.matmul(chosen, gram)  # G[:, j]
+        # Bordering the inverse of the free block with j: its Schur
+        # complement G_jj - G_jP (G_PP)^-1 G_Pj must be positive.
+        product = tf.linalg.matvec(inverse, column)
+        schur = tf.reduce_sum(chosen * column, 1) - tf.reduce_sum(
+            column * product, 1
+        )
+        optimal = tf.logical_or(
+            tf.logical_not(tf.reduce_max(masked, axis=1) > threshold),
+            tf.logical_not(schur > tolerance * scale),
+        )
+        done = tf.logical_or(done, tf.logical_and(grow, optimal))
+        add = tf.logical_and(grow, tf.logical_not(done))
+        border = product - chosen
+        safe = tf.where(add, schur, tf.ones_like(schur))
+        inverse = inverse + tf.where(
+            add[:, None, None],
+            border[:, :, None] * border[:, None, :] / safe[:, None, None],
+            0.0,
+        )
+        free = tf.logical_or(free, tf.logical_and(add[:, None], chosen > 0))
+        solution = -tf.linalg.matvec(inverse, linear)
+        solution = tf.where(free, solution, zero)
+        inside = tf.reduce_all(
+            tf.logical_or(tf.logical_not(free), solution > 0.0), axis=1
+        )
+        # Otherwise step from x towards the solution up to the first bound
+        # it crosses, and fix that coordinate at its bound again.
+        leaving = tf.logical_and(free, solution <= 0.0)
+        gap = x - solution
+        moving = tf.logical_and(leaving, gap > 0.0)
+        ratio = tf.where(moving, x / tf.where(moving, gap, 1.0), 0.0)
+        ratio = tf.where(leaving, ratio, infinity)
+        blocking = tf.argmin(ratio, axis=1, output_type=tf.int32)
+        alpha = tf.reduce_min(ratio, axis=1, keepdims=True)
+        alpha = tf.where(tf.math.is_finite(alpha), alpha, tf.zeros_like(alpha))
+        fixed = tf.one_hot(blocking, size, dtype=dtype)
+        partial = tf.maximum(x + alpha * (solution - x), 0.0) * (1.0 - fixed)
+        remove = tf.logical_and(tf.logical_not(inside), tf.logical_not(done))
+        row = tf.linalg.matvec(inverse, fixed)
+        pivot = tf.reduce_sum(row * fixed, 1)
+        safe = tf.where(remove, pivot, tf.ones_like(pivot))
+        inverse = inverse - tf.where(
+            remove[:, None, None],
+            row[:, :, None] * row[:, None, :] / safe[:, None, None],
+            0.0,
+        )
+        keep = done[:, None]
+        new_x = tf.where(inside[:, None], solution, partial)
+        new_free = tf.logical_and(
+            free, tf.logical_not(tf.logical_and(remove[:, None], fixed > 0))
+        )
+        return (
+            iteration + 1,
+            tf.where(keep, x, new_x),
+            tf.where(keep, free, new_free),
+            inverse,
+            tf.logical_or(inside, done),
+            done,
+        )
+
+    batch = tf.shape(lower)[0]
+    _, x, _, _, _, _ = tf.while_loop(
+        lambda i, x, free, inverse, grow, done: tf.logical_and(
+            i < max_iterations, tf.logical_not(tf.reduce_all(done))
+        ),
+        step,
+        (
+            tf.constant(0),
+            zero,
+            tf.zeros_like(lower, dtype="bool"),
+            tf.zeros((batch, size, size), dtype),
+            tf.ones((batch,), "bool"),
+            tf.zeros((batch,), "bool"),
+        ),
+    )
+    solution = tf.where(present, lower + x, zero)
+    return solution[0] if single else solution
+
+
+def project_to_dual_cone(
+    gram, lower, present=None, norm_eps=1e-4, reg_eps=1e-4, max_iterations=None
+):
+    """Weights of the projection of `J^T u` onto the dual cone of the rows.
+
+    With `G = J J^T`, the projection of `sum_i u_i g_i` onto the cone of
+    directions that conflict with no `g_i` is `sum_i v_i g_i`, with `v` the
+    solution of `min_v v^T G v  s.t. v >= u` (Quinton & Rey, 2024,
+    Proposition 1). As TorchJD does, `G` is first regularised to
+    `G / tr(G) + reg_eps I` (see `regularize_gram`), and the QP is solved
+    in float64 by `box_qp`.
+
+    Args:
+        gram: `(T, T)` float tensor `J J^T`; rows and columns of absent
+            tasks are zero.
+        lower: `(T,)` or `(K, T)` float tensor `u`.
+        present: `(T,)` bool tensor or `None`: the others get 0. Defaults
+            to `None` (all).
+        norm_eps: float. Defaults to `1e-4`.
+        reg_eps: float. Defaults to `1e-4`.
+        max_iterations: int or `None`. See `box_qp`.
+
+    Returns:
+        `v`, of the shape of `lower`, in the dtype of `gram`.
+    """
+    dtype = gram.dtype
+    gram = regularize_gram(tf.cast(gram, "float64"), norm_eps, reg_eps)
+    solution = box_qp(gram, tf.cast(lower, "float64"), present, max_iterations)
+    return tf.cast(solution, dtype)
