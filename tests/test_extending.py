@@ -447,6 +447,83 @@ def _check_krum(step, steps):
     assert step.weights[~step.present].sum() == 0.0
 
 
+def _present_losses(step):
+    return np.where(step.present, step.losses, 1.0)
+
+
+def _check_gls(step, steps):
+    # GM / (n_P L_i), GM the geometric mean of the present losses.
+    losses = _present_losses(step)
+    mean = np.exp(np.log(losses[step.present]).mean())
+    expected = mean / (step.present.sum() * losses) * step.present
+    testing.assert_allclose(step.weights, expected, rtol=1e-4)
+
+
+def _check_stch(step, steps):
+    # Four epochs of the default warm-up: 1 / L, the nadir not measured.
+    expected = step.present / _present_losses(step)
+    testing.assert_allclose(step.weights, expected, rtol=1e-4)
+    assert step.state["epochs_seen"] == step.index
+    assert not step.state["nadir"].any()
+
+
+def _check_imtl_l(step, steps):
+    expected = np.exp(step.state["log_scales"]) * step.present
+    testing.assert_allclose(step.weights, expected, rtol=1e-5)
+
+
+def _check_imtl(step, steps):
+    gram, weights = _present_gram(step)
+    scales = np.exp(step.state["log_scales"][step.present])
+    # IMTL-G's alpha (sum 1) on the scaled gradients, times the scales:
+    # equal projections of d on every unit task gradient.
+    testing.assert_allclose((weights / scales).sum(), 1.0, rtol=1e-5)
+    projections = gram @ weights / np.sqrt(np.diag(gram))
+    testing.assert_allclose(projections, projections[0], rtol=1e-3)
+
+
+def _check_fair_grad(step, steps):
+    # alpha = 1: w_i (G w)_i = 1, with the ridge relative to ||G||_F.
+    gram, weights = _present_gram(step)
+    gram = gram + 1e-6 * np.linalg.norm(gram) * np.eye(len(weights))
+    testing.assert_allclose(weights * (gram @ weights), 1.0, rtol=1e-3)
+
+
+def _check_grad_vac(step, steps):
+    # Recomputed on the Gram matrix from the targets before the step
+    # (index order): 1 plus the added multiples of the other gradients.
+    gram, weights = _present_gram(step)
+    keep = np.flatnonzero(step.present)
+    targets = step.state["cosine_targets"][np.ix_(keep, keep)]
+    coefficients = np.eye(len(keep))
+    for i in range(len(keep)):
+        for j in range(len(keep)):
+            own = np.sqrt(coefficients[i] @ gram @ coefficients[i])
+            other = np.sqrt(gram[j, j])
+            rho = coefficients[i] @ gram[:, j] / (own * other + 1e-8)
+            phi = targets[i, j]
+            if j != i and rho < phi:
+                coefficients[i, j] += (
+                    own
+                    * (phi * np.sqrt(1 - rho**2) - rho * np.sqrt(1 - phi**2))
+                    / (other * np.sqrt(1 - phi**2) + 1e-8)
+                )
+    testing.assert_allclose(weights, coefficients.sum(0), rtol=1e-3)
+    assert (weights >= 1.0 - 1e-6).all(), weights
+
+
+def _check_smoothed(step, steps):
+    # 0.9 of the last smoothed weights plus 0.1 of MGDA's, whose min-norm
+    # point of the present tasks' simplex is recovered here.
+    gram, weights = _present_gram(step)
+    started = step.state["smoothed_tasks"][step.present] > 0
+    previous = step.state["smoothed_weights"][step.present]
+    inner = np.where(started, (weights - 0.9 * previous) / 0.1, weights)
+    testing.assert_allclose(inner.sum(), 1.0, rtol=1e-3)
+    assert (inner >= -1e-3).all(), inner
+    assert (gram @ inner >= inner @ gram @ inner * (1 - 1e-2)).all()
+
+
 SCALE_CHECKS = {
     "equal": _check_equal,
     "fixed": _check_fixed,
@@ -467,6 +544,13 @@ SCALE_CHECKS = {
     "dual_proj": _check_dual_proj,
     "con_fig": _check_con_fig,
     "krum": _check_krum,
+    "gls": _check_gls,
+    "stch": _check_stch,
+    "imtl_l": _check_imtl_l,
+    "imtl": _check_imtl,
+    "fair_grad": _check_fair_grad,
+    "grad_vac": _check_grad_vac,
+    "smoothed": _check_smoothed,
 }
 
 
@@ -515,6 +599,7 @@ def test_every_method_has_a_scale_check():
 # (4 s): they run with -m slow; MGDA's and every loss-level row by default.
 SLOW_SCALE_CHECKS = ("pcgrad", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl")
 SLOW_SCALE_CHECKS += ("upgrad", "dual_proj", "con_fig", "krum")
+SLOW_SCALE_CHECKS += ("imtl", "fair_grad", "grad_vac", "smoothed")
 
 
 @pytest.mark.parametrize(

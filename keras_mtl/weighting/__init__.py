@@ -13,17 +13,24 @@ from keras_mtl.weighting.dynamic_task_prioritization import (
 )
 from keras_mtl.weighting.dynamic_weight_average import DynamicWeightAverage
 from keras_mtl.weighting.equal import EqualWeighting
+from keras_mtl.weighting.fair_grad import FairGrad
 from keras_mtl.weighting.famo import FAMO
 from keras_mtl.weighting.fixed import FixedWeighting
+from keras_mtl.weighting.gls import GLS
 from keras_mtl.weighting.grad_norm import GradNorm
+from keras_mtl.weighting.grad_vac import GradVac
 from keras_mtl.weighting.gradient_base import GradientWeighting
+from keras_mtl.weighting.imtl import IMTL
 from keras_mtl.weighting.imtl_g import IMTLG
+from keras_mtl.weighting.imtl_l import IMTLL
 from keras_mtl.weighting.krum import Krum
 from keras_mtl.weighting.loss_balanced import LossBalanced
 from keras_mtl.weighting.mgda import MGDA
 from keras_mtl.weighting.nash_mtl import NashMTL
 from keras_mtl.weighting.pcgrad import PCGrad
 from keras_mtl.weighting.random_loss import RandomLossWeighting
+from keras_mtl.weighting.smoothed import Smoothed
+from keras_mtl.weighting.stch import STCH
 from keras_mtl.weighting.uncertainty import UncertaintyWeighting
 from keras_mtl.weighting.upgrad import UPGrad
 
@@ -36,16 +43,23 @@ __all__ = [
     "DynamicWeightAverage",
     "EqualWeighting",
     "FAMO",
+    "FairGrad",
     "FixedWeighting",
+    "GLS",
     "GradNorm",
+    "GradVac",
     "GradientWeighting",
+    "IMTL",
     "IMTLG",
+    "IMTLL",
     "Krum",
     "LossBalanced",
     "MGDA",
     "NashMTL",
     "PCGrad",
     "RandomLossWeighting",
+    "STCH",
+    "Smoothed",
     "UPGrad",
     "UncertaintyWeighting",
     "Weighting",
@@ -82,6 +96,13 @@ register(UPGrad, name="upgrad")
 register(DualProj, aliases=["dualproj"])
 register(ConFIG, name="con_fig", aliases=["conflict_free"])
 register(Krum)
+register(GLS, name="gls")
+register(STCH, name="stch")
+register(IMTLL, name="imtl_l")
+register(IMTL, name="imtl")
+register(FairGrad, aliases=["fairgrad"])
+register(GradVac, aliases=["gradvac"])
+register(Smoothed, aliases=["cr_mogm"])
 # Every name, alias and class name, kept in sync with `register`.
 ALL_OBJECTS_DICT = registry.as_dict()
 

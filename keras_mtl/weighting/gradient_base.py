@@ -147,9 +147,25 @@ class GradientWeighting(Weighting, metaclass=abc.ABCMeta):
             return tf.ones((self.num_tasks,), "bool")
         return tf.convert_to_tensor(present)
 
+    def combine_state(self):
+        """The variables of a stateful `combine`, in order. Defaults to `[]`.
+
+        A method with state across steps (GradVac's cosine targets, the
+        weights `Smoothed` averages) lists its non-trainable variables
+        (`aggregation="only_first_replica"`) here and returns
+        `(weights, new_values)` from `combine`, one new value per variable,
+        without assigning them: `gradient_weights` does, after the compiled
+        `combine`. Under `tf.distribute` a replica cannot assign a variable
+        inside a nested `tf.function` or a `tf.cond`. `combine` sees the
+        all-reduced Gram matrix, so every replica computes the same state;
+        a step with fewer than two present tasks leaves it alone.
+        """
+        return []
+
     def gradient_weights(self, gram, task_losses, step, present):
         """`combine` with the absent-task rule, XLA-compiled unless
-        `jit_combine` is false; stores the weights in `task_weights`."""
+        `jit_combine` is false; stores the weights in `task_weights` (and
+        the new values of `combine_state`)."""
         if self._combine_fn is None:
             combine = self.combine
             if "present" not in inspect.signature(combine).parameters:
@@ -164,8 +180,17 @@ class GradientWeighting(Weighting, metaclass=abc.ABCMeta):
                 self._combine_fn = self._compiled_combine
         gram = tf.cast(gram, "float32")
         present_float = tf.cast(present, "float32")
+        state = self.combine_state()
+        values = []
         if self.num_tasks == 1:
             weights = present_float
+        elif state:
+            old = [tf.convert_to_tensor(v) for v in state]
+            weights, values = tf.cond(
+                tf.reduce_sum(present_float) >= 2.0,
+                lambda: self._combine_fn(gram, task_losses, step, present),
+                lambda: (present_float, old),
+            )
         else:
             weights = tf.cond(
                 tf.reduce_sum(present_float) >= 2.0,
@@ -175,6 +200,8 @@ class GradientWeighting(Weighting, metaclass=abc.ABCMeta):
         weights = tf.where(present, tf.cast(weights, "float32"), 0.0)
         weights = tf.stop_gradient(weights)
         self.task_weights.assign(weights)
+        for variable, value in zip(state, values):
+            variable.assign(value)
         return weights
 
     def get_config(self):

@@ -14,8 +14,10 @@ class NashMTL(GradientWeighting):
     `sum_i alpha_i g_i`. They are the unique minimiser of the strictly
     convex `0.5 alpha^T G G^T alpha - sum_i log alpha_i`, found here by
     damped Newton steps (the function is self-concordant, so every step
-    stays positive and the iteration converges) instead of the authors'
-    sequence of convex programs.
+    stays positive and the iteration converges;
+    `solvers.solve_power_equation`, shared with `FairGrad`, whose `alpha=1`
+    is `normalize=False` here) instead of the authors' sequence of convex
+    programs.
 
     As in the authors' code, the Gram matrix is first divided by its
     Frobenius norm (`normalize=True`), so the weights solve
@@ -100,21 +102,8 @@ class NashMTL(GradientWeighting):
         pair = tf.logical_and(present[:, None], present[None, :])
         gram = tf.where(pair, gram, tf.eye(size))
         gram = gram + ridge * tf.eye(size)
-        start = 1.0 / tf.sqrt(tf.maximum(tf.linalg.diag_part(gram), 1e-20))
-
-        def step_fn(iteration, alpha):
-            gradient = tf.linalg.matvec(gram, alpha) - 1.0 / alpha
-            hessian = gram + tf.linalg.diag(1.0 / (alpha * alpha))
-            newton, _ = solvers.solve(hessian, gradient, rcond=0.0)
-            decrement = tf.sqrt(
-                tf.maximum(tf.tensordot(gradient, newton, 1), 0.0)
-            )
-            return iteration + 1, alpha - newton / (1.0 + decrement)
-
-        _, alpha = tf.while_loop(
-            lambda i, a: i < self.max_iterations,
-            step_fn,
-            (tf.constant(0), start),
+        alpha = solvers.solve_power_equation(
+            gram, power=1.0, max_iterations=self.max_iterations
         )
         if not self.normalize:
             alpha = alpha / tf.sqrt(scale)

@@ -441,3 +441,90 @@ def project_to_dual_cone(
     gram = regularize_gram(tf.cast(gram, "float64"), norm_eps, reg_eps)
     solution = box_qp(gram, tf.cast(lower, "float64"), present, max_iterations)
     return tf.cast(solution, dtype)
+
+
+def solve_power_equation(matrix, power=1.0, max_iterations=20, searches=12):
+    """The `w > 0` with `matrix @ w = w^(-power)`, by Newton steps.
+
+    `w` is the minimiser of the strictly convex
+    `0.5 w^T M w - sum_i log w_i` (`power = 1`, Nash-MTL's bargaining
+    equation) or `0.5 w^T M w + sum_i w_i^(1 - p) / (p - 1)` (FairGrad's
+    `p = 1 / alpha`). With `power = 1` the function is self-concordant, and
+    the damped Newton step `-H^-1 g / (1 + lambda)` (`lambda` the Newton
+    decrement) stays positive and converges. Otherwise it is not, so each
+    full Newton step is cut to stay inside `w > 0` (at most 0.99 of the
+    way to the boundary) and then shortened by `searches` bisections to
+    where the objective stops decreasing along it (its derivative along the
+    step changes sign; the objective values themselves cancel in float32).
+    Starts at the solution for a diagonal `M`, `w_i = M_ii^(-1/(1+p))`.
+
+    Args:
+        matrix: `(T, T)` symmetric positive definite float tensor, of
+            entries of order 1 (normalise a Gram matrix first, see
+            `stable_norm`; add a ridge where it may be singular).
+        power: float > 0. `p`. Defaults to `1.0`.
+        max_iterations: int. Newton steps. Defaults to `20`.
+        searches: int. Bisections of each step for `power != 1`. Defaults
+            to `12`.
+
+    Returns:
+        The `(T,)` positive solution.
+
+    References:
+        - [Navon et al., 2022](https://arxiv.org/abs/2202.01017), the
+          bargaining equation.
+        - [Ban & Ji, 2024](https://arxiv.org/abs/2402.15638), FairGrad.
+        - [Boyd & Vandenberghe, 2004](https://web.stanford.edu/~boyd/cvxbook/),
+          §9.6, damped Newton on self-concordant functions.
+    """
+    diagonal = tf.maximum(tf.linalg.diag_part(matrix), 1e-20)
+    if power == 1.0:
+        start = 1.0 / tf.sqrt(diagonal)
+
+        def step_fn(iteration, w):
+            gradient = tf.linalg.matvec(matrix, w) - 1.0 / w
+            hessian = matrix + tf.linalg.diag(1.0 / (w * w))
+            newton, _ = solve(hessian, gradient, rcond=0.0)
+            decrement = tf.sqrt(
+                tf.maximum(tf.tensordot(gradient, newton, 1), 0.0)
+            )
+            return iteration + 1, w - newton / (1.0 + decrement)
+
+    else:
+        start = tf.pow(diagonal, -1.0 / (1.0 + power))
+
+        def step_fn(iteration, w):
+            def slope(t):  # of the objective along -newton, at w - t newton
+                moved = w - t * newton
+                gradient = tf.linalg.matvec(matrix, moved) - moved**-power
+                return -tf.tensordot(gradient, newton, 1)
+
+            def bisect(k, low, high):
+                middle = 0.5 * (low + high)
+                below = slope(middle) <= 0.0
+                return (
+                    k + 1,
+                    tf.where(below, middle, low),
+                    tf.where(below, high, middle),
+                )
+
+            gradient = tf.linalg.matvec(matrix, w) - w**-power
+            hessian = matrix + tf.linalg.diag(power * w ** (-power - 1.0))
+            newton, _ = solve(hessian, gradient, rcond=0.0)
+            room = tf.where(newton > 0.0, w / tf.maximum(newton, 1e-30), 1e30)
+            longest = tf.minimum(1.0, 0.99 * tf.reduce_min(room))
+            _, low, high = tf.while_loop(
+                lambda k, low, high: k < searches,
+                bisect,
+                (tf.constant(0), tf.zeros_like(longest), longest),
+            )
+            length = tf.where(slope(longest) <= 0.0, longest, low)
+            length = tf.where(length > 0.0, length, high)
+            return iteration + 1, w - length * newton
+
+    _, w = tf.while_loop(
+        lambda i, w: i < max_iterations,
+        step_fn,
+        (tf.constant(0), start),
+    )
+    return w
